@@ -9,6 +9,7 @@
 //! - `experiments`: runs the dp-experiments binary (release build).
 //! - `bench`: runs the criterion benches.
 
+mod bench_summary;
 mod libtorch;
 
 use std::path::{Path, PathBuf};
@@ -115,20 +116,40 @@ fn ci(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Engines of dp-engine-tch: choosing one builds dp-experiments with libtorch.
+const TORCH_ENGINES: [&str; 4] = ["microbatch", "materialized", "ghost", "bookkeeping"];
+
 fn experiments(root: &Path, args: &[String]) -> Result<()> {
-    let _ = root;
-    let _ = args;
-    bail!(
-        "the dp-experiments binary is not built yet: no experiment can run. \
-         See the open experiments issue; `cargo xtask test` runs what exists."
-    )
+    let wants_torch = args
+        .windows(2)
+        .any(|pair| pair[0] == "--engine" && TORCH_ENGINES.contains(&pair[1].as_str()))
+        || args.iter().any(|arg| {
+            arg.strip_prefix("--engine=")
+                .is_some_and(|engine| TORCH_ENGINES.contains(&engine))
+        });
+    let libtorch = if wants_torch {
+        Some(libtorch::provision(root)?)
+    } else {
+        None
+    };
+    let mut cargo_args = vec!["run", "--release", "--package", "dp-experiments"];
+    if wants_torch {
+        cargo_args.extend(["--features", "torch"]);
+    }
+    cargo_args.push("--");
+    cargo_args.extend(args.iter().map(String::as_str));
+    cargo(&cargo_args, libtorch.as_deref())
 }
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
     let libtorch = libtorch::provision(root)?;
-    let mut cargo_args = vec!["bench", "--workspace"];
-    cargo_args.extend(args.iter().map(String::as_str));
-    cargo(&cargo_args, Some(&libtorch))
+    let mut cargo_args = vec!["bench", "--package", "dp-benches", "--features", "torch"];
+    if !args.is_empty() {
+        cargo_args.push("--");
+        cargo_args.extend(args.iter().map(String::as_str));
+    }
+    cargo(&cargo_args, Some(&libtorch))?;
+    bench_summary::write(&root.join("target"))
 }
 
 /// Prints a step header the way cargo prints its own progress.
