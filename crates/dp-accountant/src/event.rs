@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::AccountantError;
+
 /// A differentially private (or explicitly non-private) computation, as data.
 ///
 /// Sensitivities are normalized to one: a Gaussian event with `noise_multiplier` σ adds
@@ -59,7 +61,7 @@ pub enum DpEvent {
     /// `event` run on a Poisson subsample: each record included independently with
     /// probability `sampling_probability`.
     PoissonSampled {
-        /// Inclusion probability of each record, in [0, 1].
+        /// Inclusion probability of each record, in (0, 1].
         sampling_probability: f64,
         /// The mechanism run on the subsample.
         event: Box<DpEvent>,
@@ -130,5 +132,145 @@ impl DpEvent {
             }
             first => DpEvent::Composed(vec![first, other]),
         }
+    }
+}
+
+impl DpEvent {
+    /// Checks every parameter of this event and of its sub-events.
+    ///
+    /// Accountants call this before they change state, so an invalid event is refused
+    /// whole. Domains: noise multipliers and Laplace scales finite and > 0; sampling
+    /// probabilities in (0, 1]; randomized response noise in [0, 1] with at least 2
+    /// buckets; `1 <= sample_size <= source_dataset_size`.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountantError::InvalidParameter`] naming the first offending parameter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dp_accountant::DpEvent;
+    ///
+    /// assert!(DpEvent::gaussian(1.0).poisson_sampled(0.01).validate().is_ok());
+    /// assert!(DpEvent::gaussian(f64::NAN).validate().is_err());
+    /// assert!(DpEvent::gaussian(1.0).poisson_sampled(0.0).validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), AccountantError> {
+        match self {
+            DpEvent::NoOp | DpEvent::NonPrivate => Ok(()),
+            DpEvent::Gaussian { noise_multiplier } => {
+                check_positive_finite("noise_multiplier", *noise_multiplier)
+            }
+            DpEvent::Laplace { scale } => check_positive_finite("scale", *scale),
+            DpEvent::RandomizedResponse { noise_parameter, num_buckets } => {
+                if !(noise_parameter.is_finite() && (0.0..=1.0).contains(noise_parameter)) {
+                    return Err(AccountantError::invalid(
+                        "noise_parameter",
+                        *noise_parameter,
+                        "must lie in [0, 1]",
+                    ));
+                }
+                if *num_buckets < 2 {
+                    return Err(AccountantError::invalid(
+                        "num_buckets",
+                        *num_buckets as f64,
+                        "must be at least 2",
+                    ));
+                }
+                Ok(())
+            }
+            DpEvent::PoissonSampled { sampling_probability, event } => {
+                let q = *sampling_probability;
+                if !(q.is_finite() && q > 0.0 && q <= 1.0) {
+                    return Err(AccountantError::invalid(
+                        "sampling_probability",
+                        q,
+                        "must lie in (0, 1]",
+                    ));
+                }
+                event.validate()
+            }
+            DpEvent::SampledWithoutReplacement { source_dataset_size, sample_size, event } => {
+                if *source_dataset_size == 0 {
+                    return Err(AccountantError::invalid(
+                        "source_dataset_size",
+                        0.0,
+                        "must be at least 1",
+                    ));
+                }
+                if *sample_size == 0 || sample_size > source_dataset_size {
+                    return Err(AccountantError::invalid(
+                        "sample_size",
+                        *sample_size as f64,
+                        "must lie in [1, source_dataset_size]",
+                    ));
+                }
+                event.validate()
+            }
+            DpEvent::SelfComposed { event, .. } => event.validate(),
+            DpEvent::Composed(events) => events.iter().try_for_each(DpEvent::validate),
+        }
+    }
+
+    /// A one-line description for error messages (the variant and its scalar parameters).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            DpEvent::NoOp => "NoOp".to_owned(),
+            DpEvent::NonPrivate => "NonPrivate".to_owned(),
+            DpEvent::Gaussian { noise_multiplier } => {
+                format!("Gaussian(noise_multiplier = {noise_multiplier})")
+            }
+            DpEvent::Laplace { scale } => format!("Laplace(scale = {scale})"),
+            DpEvent::RandomizedResponse { noise_parameter, num_buckets } => format!(
+                "RandomizedResponse(noise_parameter = {noise_parameter}, num_buckets = {num_buckets})"
+            ),
+            DpEvent::PoissonSampled { sampling_probability, event } => format!(
+                "PoissonSampled(sampling_probability = {sampling_probability}, {})",
+                event.describe()
+            ),
+            DpEvent::SampledWithoutReplacement { source_dataset_size, sample_size, event } => {
+                format!(
+                    "SampledWithoutReplacement({sample_size} of {source_dataset_size}, {})",
+                    event.describe()
+                )
+            }
+            DpEvent::SelfComposed { event, count } => {
+                format!("SelfComposed({} x {count})", event.describe())
+            }
+            DpEvent::Composed(events) => format!("Composed({} events)", events.len()),
+        }
+    }
+
+    /// The noise multiplier of the single Gaussian mechanism equivalent to this event, if
+    /// it is a Gaussian or a (self-)composition of Gaussians run on the same data
+    /// (Mironov, Talwar, Zhang 2019, Sec. 3: k Gaussians with multipliers σ_i on one sample
+    /// are one Gaussian with multiplier (Σ σ_i^-2)^(-1/2)). `Some(f64::INFINITY)` when the
+    /// event releases nothing (no Gaussian at all); `None` when some part is not Gaussian.
+    pub(crate) fn effective_gaussian_noise_multiplier(&self) -> Option<f64> {
+        self.inverse_square_noise().map(|s| if s == 0.0 { f64::INFINITY } else { s.recip().sqrt() })
+    }
+
+    /// Σ σ_i^-2 over the Gaussians in this event, or `None` if a part is not Gaussian.
+    fn inverse_square_noise(&self) -> Option<f64> {
+        match self {
+            DpEvent::NoOp => Some(0.0),
+            DpEvent::Gaussian { noise_multiplier } => Some(noise_multiplier.powi(-2)),
+            DpEvent::SelfComposed { event, count } => {
+                event.inverse_square_noise().map(|s| s * *count as f64)
+            }
+            DpEvent::Composed(events) => {
+                events.iter().map(DpEvent::inverse_square_noise).sum::<Option<f64>>()
+            }
+            _ => None,
+        }
+    }
+}
+
+fn check_positive_finite(name: &'static str, value: f64) -> Result<(), AccountantError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(AccountantError::invalid(name, value, "must be finite and > 0"))
     }
 }

@@ -3,78 +3,64 @@
 //! This is the only crate of the workspace that names `tch`; it is not a default member, so
 //! plain `cargo build` and `cargo test` never need libtorch (`cargo xtask test` provisions it).
 //!
-//! What exists so far: the per-layer formulas that the engines are built from.
+//! - **Layers** ([`linear`], [`conv1d`], [`conv2d`], [`embedding`], [`layer_norm`],
+//!   [`group_norm`], [`Function`], [`Sequential`]): built on a `tch::nn::Path` like `tch::nn`,
+//!   each recording its input and output during the engines' forward pass.
+//! - **Model** ([`DpModel`]): a module, its per-example [`Loss`] and gradient buffers, checked by
+//!   [`validate`] (BatchNorm and layers without per-sample formulas are refused).
+//! - **Engines**, implementing `dp_engine::PerSampleGradEngine`: [`Microbatch`] (one backward
+//!   per example, the reference), [`Materialized`], [`Ghost`] (Li et al. 2021) and
+//!   [`BookKeeping`] (Bu et al. 2023). Every engine reports norms per parameter group (one
+//!   group per weight or bias tensor), so per-layer clipping works with all of them.
+//!
+//! Siblings: `dp-engine` (the trait), `dp-engine-testkit` (the conformance suite),
+//! `dp-trainer` (the DP-SGD loop), `dp-engine-ndarray` (the pure-Rust engine).
 //!
 //! # Examples
 //!
 //! ```
-//! use tch::{Device, Kind, Tensor};
+//! use dp_engine::{PerSampleGradEngine, ScaleVector};
+//! use dp_engine_tch::{BookKeeping, DpModel, Function, LinearConfig, Loss, Sequential, TensorBatch, linear};
+//! use tch::{Device, Kind, Tensor, nn};
 //!
-//! // A batch of 3 examples through a Linear layer 4 -> 2: activations and output gradients.
-//! let activations = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
-//! let output_gradients = Tensor::randn([3, 2], (Kind::Float, Device::Cpu));
-//! let per_sample =
-//!     dp_engine_tch::linear_per_sample_weight_gradients(&activations, &output_gradients)?;
-//! assert_eq!(per_sample.size(), [3, 2, 4]);
-//! # Ok::<(), dp_engine_tch::TchEngineError>(())
+//! let store = nn::VarStore::new(Device::Cpu);
+//! let root = store.root();
+//! let module = Sequential::new()
+//!     .add(linear(&(&root / "fc1"), 4, 8, LinearConfig::default())?)
+//!     .add(Function::Relu)
+//!     .add(linear(&(&root / "fc2"), 8, 3, LinearConfig::default())?);
+//! let mut model = DpModel::new(&store, module, Loss::CrossEntropy)?;
+//! let batch = TensorBatch::new(
+//!     Tensor::randn([6, 4], (Kind::Float, Device::Cpu)),
+//!     Tensor::from_slice(&[0_i64, 1, 2, 0, 1, 2]),
+//! )?;
+//!
+//! let mut engine = BookKeeping::new();
+//! let phase1 = engine.norms(&model, &batch)?;
+//! let max_grad_norm = 1.0;
+//! let scales = phase1.norms.flat_norms().iter().map(|n| (max_grad_norm / n).min(1.0)).collect();
+//! engine.accumulate_scaled(&mut model, &ScaleVector::new(scales)?)?;
+//! assert_eq!(model.gradients().len(), 4);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use tch::Tensor;
+mod batch;
+mod engines;
+mod error;
+mod layers;
+mod model;
+pub mod models;
 
-/// Errors of the libtorch engines.
-#[derive(Debug, thiserror::Error)]
-pub enum TchEngineError {
-    /// libtorch refused an operation (shape mismatch, device mismatch, out of memory, ...).
-    #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
-    /// A tensor has a shape the formula cannot handle.
-    #[error("{what}: expected {expected}, got shape {actual:?}")]
-    Shape {
-        /// Which tensor.
-        what: &'static str,
-        /// The shape the formula needs, in words.
-        expected: &'static str,
-        /// The shape it got.
-        actual: Vec<i64>,
-    },
-}
+/// The `tch` this crate is built on, so that dependents need not name it (DESIGN.md section 2).
+pub use tch;
 
-/// Per-sample gradients of a Linear layer's weight, `[batch, out, in]`.
-///
-/// For `y = x Wᵀ + b` applied to every position of an input `[batch, ..., in]`, the gradient
-/// of example i's loss with respect to `W` is the sum over its positions of the outer
-/// product of the output gradient and the input: `einsum("b...o,b...i->boi")`.
-///
-/// # Errors
-///
-/// [`TchEngineError::Shape`] when the two tensors have fewer than two dimensions or
-/// different leading dimensions, and [`TchEngineError::Torch`] when libtorch fails.
-pub fn linear_per_sample_weight_gradients(
-    activations: &Tensor,
-    output_gradients: &Tensor,
-) -> Result<Tensor, TchEngineError> {
-    let input_shape = activations.size();
-    let output_shape = output_gradients.size();
-    if input_shape.len() < 2 || input_shape.len() != output_shape.len() {
-        return Err(TchEngineError::Shape {
-            what: "output gradients",
-            expected: "as many dimensions as the activations (at least 2)",
-            actual: output_shape,
-        });
-    }
-    if input_shape[..input_shape.len() - 1] != output_shape[..output_shape.len() - 1] {
-        return Err(TchEngineError::Shape {
-            what: "output gradients",
-            expected: "the leading dimensions of the activations",
-            actual: output_shape,
-        });
-    }
-    let batch = input_shape[0];
-    let inputs = activations.f_reshape([batch, -1, input_shape[input_shape.len() - 1]])?;
-    let outputs = output_gradients.f_reshape([batch, -1, output_shape[output_shape.len() - 1]])?;
-    Ok(Tensor::f_einsum(
-        "bto,bti->boi",
-        &[outputs, inputs],
-        None::<&[i64]>,
-    )?)
-}
+pub use batch::{TensorBatch, TensorDataset};
+pub use engines::{BookKeeping, Ghost, Materialized, Microbatch, NormChoice};
+pub use error::{Result, TchEngineError};
+pub use layers::{
+    Capture, Conv, ConvConfig, DpLayer, DpModule, Embedding, ForwardContext, Function, GroupNorm,
+    LayerId, LayerNorm, Linear, LinearConfig, NamedParameter, Norm, NormConfig, NormCosts,
+    Sequential, conv1d, conv2d, embedding, group_norm, layer_norm, linear,
+    linear_per_sample_weight_gradients,
+};
+pub use model::{DpModel, Loss, validate};

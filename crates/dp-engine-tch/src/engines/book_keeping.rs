@@ -1,0 +1,123 @@
+//! Book-keeping (Bu et al. 2023): one backward pass, norms and clipped sum from the tape.
+
+use super::{
+    LayerNorms, clipped_sum, device_scales, empty_norms, layer_norms, norm_matrix, recorded_pass,
+};
+use crate::batch::{TensorBatch, to_host_f64};
+use crate::{DpModel, NormCosts};
+use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, ScaleVector};
+
+/// How [`BookKeeping`] obtains each layer's per-sample norms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NormChoice {
+    /// Per layer, the cheaper of ghost norm and materialized norm ([`NormCosts`]): ghost when
+    /// the squared sequence length is small against the layer size (Bu et al. 2023).
+    #[default]
+    ByCost,
+    /// The ghost norm wherever a layer has one.
+    Ghost,
+    /// Materialized per-sample gradients everywhere.
+    Materialized,
+}
+
+impl NormChoice {
+    fn use_ghost(self, costs: &NormCosts) -> bool {
+        match self {
+            Self::ByCost => costs.prefers_ghost(),
+            Self::Ghost => costs.ghost.is_some(),
+            Self::Materialized => false,
+        }
+    }
+}
+
+/// Book-keeping (Bu, Wang, Zha, Karypis 2023, "Differentially private optimization on large
+/// model at small cost").
+///
+/// Phase 1: one recorded forward pass and one backward pass to the layer outputs (no parameter
+/// gradients), per-sample norms per layer by ghost norm or materialized norm, whichever costs
+/// less. Phase 2: the clipped sum from the stored activations and scaled output gradients (for
+/// a Linear layer `(s ⊙ G)ᵀ A`), or from the kept per-sample gradients of materialized layers;
+/// no second backward pass.
+#[derive(Debug, Default)]
+pub struct BookKeeping {
+    choice: NormChoice,
+    tape: Option<BookKeepingTape>,
+}
+
+#[derive(Debug)]
+struct BookKeepingTape {
+    batch: usize,
+    layers: Vec<LayerNorms>,
+}
+
+impl std::fmt::Debug for LayerNorms {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ghost(captures) => write!(formatter, "Ghost({} uses)", captures.len()),
+            Self::Materialized(groups) => {
+                write!(formatter, "Materialized({} groups)", groups.len())
+            }
+        }
+    }
+}
+
+impl BookKeeping {
+    /// An engine that chooses per layer by cost.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An engine with a fixed [`NormChoice`].
+    pub fn with_norm_choice(choice: NormChoice) -> Self {
+        Self { choice, tape: None }
+    }
+}
+
+impl PerSampleGradEngine for BookKeeping {
+    type Model = DpModel;
+    type Batch = TensorBatch;
+
+    fn norms(
+        &mut self,
+        model: &DpModel,
+        batch: &TensorBatch,
+    ) -> Result<PerSampleNorms, EngineError> {
+        self.tape = None;
+        let size = batch.num_examples();
+        if size == 0 {
+            self.tape = Some(BookKeepingTape {
+                batch: 0,
+                layers: Vec::new(),
+            });
+            return empty_norms(model);
+        }
+        let pass = recorded_pass(model, batch, false)?;
+        let choice = self.choice;
+        let (squared, layers) =
+            layer_norms(model, pass.captures, pass.losses.size()[0], |costs| {
+                choice.use_ghost(costs)
+            })?;
+        let norms = norm_matrix(size, &squared)?;
+        let losses = to_host_f64(&pass.losses.detach())?;
+        self.tape = Some(BookKeepingTape {
+            batch: size,
+            layers,
+        });
+        Ok(PerSampleNorms { losses, norms })
+    }
+
+    fn accumulate_scaled(
+        &mut self,
+        model: &mut DpModel,
+        scales: &ScaleVector,
+    ) -> Result<(), EngineError> {
+        let tape = self.tape.as_ref().ok_or(EngineError::MissingTape)?;
+        let scales = device_scales(scales, tape.batch, model.parameters().len(), model.device())?;
+        if tape.batch == 0 {
+            return Ok(());
+        }
+        Ok(clipped_sum(model, &tape.layers, &scales)?)
+    }
+
+    super::shared_engine_methods!();
+}

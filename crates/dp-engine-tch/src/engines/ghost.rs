@@ -1,0 +1,107 @@
+//! Ghost clipping (Li et al. 2021): norms without per-sample gradients, then a second backward.
+
+use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, ScaleVector};
+use tch::{Kind, Tensor};
+
+use super::{
+    LayerNorms, clipped_sum, defined_or_zeros, device_scales, empty_norms, layer_norms,
+    norm_matrix, recorded_pass,
+};
+use crate::batch::{TensorBatch, to_host_f64};
+use crate::{DpModel, Result};
+
+/// Ghost clipping (Li et al. 2021, "Large language models can be strong differentially private
+/// learners").
+///
+/// Phase 1: one recorded forward pass, one backward pass to the layer outputs (graph kept), and
+/// per-sample norms from activations and output gradients without forming per-sample gradients:
+/// for a Linear layer over a sequence, ||sum_t g_t a_tᵀ||² = sum_{t,s} (a_t·a_s)(g_t·g_s).
+/// Layers without a ghost formula (the norms' affine parameters) are materialized, which is
+/// cheap for them. Phase 2: a second backward pass of sum_i s_i L_i through the kept graph.
+/// Per-group scales (per-layer clipping) cannot be expressed as one reweighted loss; for them
+/// phase 2 computes the clipped sum from the kept activations and output gradients instead.
+#[derive(Debug, Default)]
+pub struct Ghost {
+    tape: Option<GhostTape>,
+}
+
+#[derive(Debug)]
+struct GhostTape {
+    batch: usize,
+    /// Per-example losses with their graph (absent for an empty batch).
+    losses: Option<Tensor>,
+    /// What each layer's norms were computed from, for per-group scales.
+    layers: Vec<LayerNorms>,
+}
+
+impl Ghost {
+    /// An engine with no tape.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn reweighted_backward(model: &mut DpModel, losses: &Tensor, scales: &Tensor) -> Result<()> {
+        let reweighted = losses.f_mul(scales)?.f_sum(Kind::Float)?;
+        let parameters: Vec<&Tensor> = model.parameters().iter().map(|p| &p.tensor).collect();
+        let gradients = Tensor::f_run_backward(&[reweighted], &parameters, true, false)?;
+        let gradients = gradients
+            .into_iter()
+            .zip(&parameters)
+            .map(|(gradient, parameter)| defined_or_zeros(gradient, parameter))
+            .collect::<Result<Vec<_>>>()?;
+        model.add_to_gradients(&gradients)
+    }
+}
+
+impl PerSampleGradEngine for Ghost {
+    type Model = DpModel;
+    type Batch = TensorBatch;
+
+    fn norms(
+        &mut self,
+        model: &DpModel,
+        batch: &TensorBatch,
+    ) -> Result<PerSampleNorms, EngineError> {
+        self.tape = None;
+        let size = batch.num_examples();
+        if size == 0 {
+            self.tape = Some(GhostTape {
+                batch: 0,
+                losses: None,
+                layers: Vec::new(),
+            });
+            return empty_norms(model);
+        }
+        let pass = recorded_pass(model, batch, true)?;
+        let (squared, layers) =
+            layer_norms(model, pass.captures, pass.losses.size()[0], |costs| {
+                costs.ghost.is_some()
+            })?;
+        let norms = norm_matrix(size, &squared)?;
+        let losses = to_host_f64(&pass.losses.detach())?;
+        self.tape = Some(GhostTape {
+            batch: size,
+            losses: Some(pass.losses),
+            layers,
+        });
+        Ok(PerSampleNorms { losses, norms })
+    }
+
+    fn accumulate_scaled(
+        &mut self,
+        model: &mut DpModel,
+        scales: &ScaleVector,
+    ) -> Result<(), EngineError> {
+        let tape = self.tape.as_ref().ok_or(EngineError::MissingTape)?;
+        let scales = device_scales(scales, tape.batch, model.parameters().len(), model.device())?;
+        match (&tape.losses, &scales.per_example) {
+            (None, _) => Ok(()),
+            (Some(losses), Some(per_example)) => {
+                Ok(Self::reweighted_backward(model, losses, per_example)?)
+            }
+            (Some(_), None) => Ok(clipped_sum(model, &tape.layers, &scales)?),
+        }
+    }
+
+    super::shared_engine_methods!();
+}

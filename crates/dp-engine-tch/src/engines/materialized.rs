@@ -1,0 +1,67 @@
+//! Per-sample gradients from captured activations and output gradients.
+
+use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, ScaleVector};
+
+use super::{PerSampleTape, empty_norms, materialize, norm_matrix, recorded_pass, squared_norms};
+use crate::DpModel;
+use crate::batch::{TensorBatch, to_host_f64};
+
+/// Per-sample gradients by the layers' formulas (einsum for Linear, unfold for convolutions,
+/// index-add for Embedding, the affine parameters of the norms) from one recorded forward pass
+/// and one backward pass to the layer outputs; kept between the two phases.
+///
+/// Memory grows with batch × parameters; [`crate::BookKeeping`] avoids that.
+#[derive(Debug, Default)]
+pub struct Materialized {
+    tape: Option<PerSampleTape>,
+}
+
+impl Materialized {
+    /// An engine with no tape.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl PerSampleGradEngine for Materialized {
+    type Model = DpModel;
+    type Batch = TensorBatch;
+
+    fn norms(
+        &mut self,
+        model: &DpModel,
+        batch: &TensorBatch,
+    ) -> Result<PerSampleNorms, EngineError> {
+        self.tape = None;
+        let size = batch.num_examples();
+        if size == 0 {
+            self.tape = Some(PerSampleTape {
+                batch: 0,
+                per_sample: Vec::new(),
+            });
+            return empty_norms(model);
+        }
+        let pass = recorded_pass(model, batch, false)?;
+        let per_sample = materialize(model, &pass.captures, pass.losses.size()[0])?;
+        let norms = norm_matrix(size, &squared_norms(&per_sample)?)?;
+        let losses = to_host_f64(&pass.losses.detach())?;
+        self.tape = Some(PerSampleTape {
+            batch: size,
+            per_sample,
+        });
+        Ok(PerSampleNorms { losses, norms })
+    }
+
+    fn accumulate_scaled(
+        &mut self,
+        model: &mut DpModel,
+        scales: &ScaleVector,
+    ) -> Result<(), EngineError> {
+        self.tape
+            .as_ref()
+            .ok_or(EngineError::MissingTape)?
+            .accumulate(model, scales)
+    }
+
+    super::shared_engine_methods!();
+}

@@ -1,0 +1,386 @@
+//! The four engines and what they share: the recorded pass, norm matrices, the non-private
+//! path and parameter access.
+
+mod book_keeping;
+mod ghost;
+mod materialized;
+mod microbatch;
+
+use std::collections::HashMap;
+
+use dp_engine::{EngineError, NormMatrix, ParameterGroup, ParameterView, ScaleVector};
+use tch::{Device, Kind, Tensor};
+
+pub use book_keeping::{BookKeeping, NormChoice};
+pub use ghost::Ghost;
+pub use materialized::Materialized;
+pub use microbatch::Microbatch;
+
+use crate::batch::{TensorBatch, to_host_f64};
+use crate::layers::{Capture, ForwardContext, row_norms_squared};
+use crate::{DpModel, Result};
+
+/// One recorded forward pass and one backward pass to the layer outputs.
+struct RecordedPass {
+    /// Per-example losses `[batch]`, still in the graph when the pass kept it.
+    losses: Tensor,
+    /// The captures of every layer of [`DpModel::layers`], in that order.
+    captures: Vec<Vec<Capture>>,
+}
+
+/// Forward with recording, then the gradient of the summed loss with respect to every recorded
+/// layer output (one backward pass that computes no parameter gradient).
+fn recorded_pass(model: &DpModel, batch: &TensorBatch, keep_graph: bool) -> Result<RecordedPass> {
+    let t0 = std::time::Instant::now();
+    let mut context = ForwardContext::recording(model.is_training());
+    let losses = model.losses(batch.inputs(), batch.targets(), &mut context)?;
+    let records = context.into_records();
+    if std::env::var_os("PROF").is_some() { eprintln!("forward {:?}", t0.elapsed()); }
+    let layers = model.layers();
+    let index: HashMap<_, _> = layers
+        .iter()
+        .enumerate()
+        .map(|(position, layer)| (layer.id(), position))
+        .collect();
+    let mut captures: Vec<Vec<Capture>> = layers.iter().map(|_| Vec::new()).collect();
+    if records.is_empty() {
+        return Ok(RecordedPass { losses, captures });
+    }
+    let outputs: Vec<&Tensor> = records.iter().map(|record| &record.output).collect();
+    let total = losses.f_sum(Kind::Float)?;
+    let t0 = std::time::Instant::now();
+    let gradients = Tensor::f_run_backward(&[total], &outputs, keep_graph, false)?;
+    if std::env::var_os("PROF").is_some() { eprintln!("backward {:?}", t0.elapsed()); }
+    for (record, gradient) in records.into_iter().zip(gradients) {
+        let output_gradient = defined_or_zeros(gradient, &record.output)?;
+        if let Some(&position) = index.get(&record.layer) {
+            captures[position].push(Capture {
+                input: record.input,
+                output_gradient,
+            });
+        }
+    }
+    Ok(RecordedPass { losses, captures })
+}
+
+/// An autograd result, or zeros of `like`'s shape when the tensor did not reach the loss.
+fn defined_or_zeros(gradient: Tensor, like: &Tensor) -> Result<Tensor> {
+    if gradient.defined() {
+        Ok(gradient)
+    } else {
+        Ok(like.f_zeros_like()?.f_detach()?)
+    }
+}
+
+/// Per-sample gradients of every group, `[batch, numel]`, through the layers' formulas; a layer
+/// that was not used gets zeros.
+fn materialize(model: &DpModel, captures: &[Vec<Capture>], batch: i64) -> Result<Vec<Tensor>> {
+    let mut result = Vec::with_capacity(model.parameters().len());
+    for (layer, layer_captures) in model.layers().iter().zip(captures) {
+        if layer_captures.is_empty() {
+            for parameter in layer.parameters() {
+                result.push(zeros_per_sample(&parameter.tensor, batch)?);
+            }
+        } else {
+            result.extend(layer.per_sample_gradients(layer_captures)?);
+        }
+    }
+    Ok(result)
+}
+
+fn zeros_per_sample(parameter: &Tensor, batch: i64) -> Result<Tensor> {
+    Ok(Tensor::f_zeros(
+        [batch, parameter.numel() as i64],
+        (parameter.f_kind()?, parameter.device()),
+    )?)
+}
+
+/// The norm matrix from squared per-group norms `[batch]`, one tensor per group.
+fn norm_matrix(batch: usize, squared: &[Tensor]) -> Result<NormMatrix, EngineError> {
+    let groups = squared.len();
+    if batch == 0 || groups == 0 {
+        return NormMatrix::new(batch, groups, Vec::new());
+    }
+    let compute = || -> Result<Vec<f64>> {
+        let squared = squared
+            .iter()
+            .map(|values| values.f_to_kind(Kind::Double))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stacked = Tensor::f_stack(&squared, 1)?.f_clamp_min(0.0)?.f_sqrt()?;
+        to_host_f64(&stacked)
+    };
+    NormMatrix::new(batch, groups, compute()?)
+}
+
+/// Squared norms of materialized per-sample gradients.
+fn squared_norms(per_sample: &[Tensor]) -> Result<Vec<Tensor>> {
+    per_sample.iter().map(row_norms_squared).collect()
+}
+
+/// Scale factors on the device: one `[batch]` tensor per parameter group.
+struct DeviceScales {
+    /// The per-example factors when every group shares them (flat clipping).
+    per_example: Option<Tensor>,
+    /// The factors of every group.
+    columns: Vec<Tensor>,
+}
+
+/// The scales on the device, after checking they fit the tape's batch and the model's groups.
+fn device_scales(
+    scales: &ScaleVector,
+    batch: usize,
+    groups: usize,
+    device: Device,
+) -> Result<DeviceScales, EngineError> {
+    scales.check_shape(batch, groups)?;
+    let upload = |values: Vec<f64>| -> Result<Tensor> {
+        Ok(Tensor::from_slice(&values)
+            .f_to_kind(Kind::Float)?
+            .f_to_device(device)?)
+    };
+    if scales.num_groups().is_none() {
+        let factors = (0..batch)
+            .map(|example| scales.factor(example, 0))
+            .collect();
+        let per_example = upload(factors)?;
+        let columns = (0..groups).map(|_| per_example.shallow_clone()).collect();
+        return Ok(DeviceScales {
+            per_example: Some(per_example),
+            columns,
+        });
+    }
+    let columns = (0..groups)
+        .map(|group| {
+            let factors = (0..batch)
+                .map(|example| scales.factor(example, group))
+                .collect();
+            upload(factors)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(DeviceScales {
+        per_example: None,
+        columns,
+    })
+}
+
+/// Adds the clipped sum of every layer to the gradient buffers from what phase 1 kept: the
+/// layer's weighted-gradient formula on the captures, or the kept per-sample gradients.
+fn clipped_sum(model: &mut DpModel, layers: &[LayerNorms], scales: &DeviceScales) -> Result<()> {
+    let mut sums = Vec::with_capacity(model.parameters().len());
+    let mut offset = 0;
+    for (layer, kept) in model.layers().into_iter().zip(layers) {
+        let count = layer.parameters().len();
+        let layer_scales = &scales.columns[offset..offset + count];
+        offset += count;
+        match kept {
+            LayerNorms::Ghost(captures) => {
+                sums.extend(layer.weighted_gradients(captures, layer_scales)?);
+            }
+            LayerNorms::Materialized(per_sample) => {
+                for ((gradients, parameter), group_scales) in
+                    per_sample.iter().zip(layer.parameters()).zip(layer_scales)
+                {
+                    sums.push(crate::layers::weighted_sum(
+                        gradients,
+                        group_scales,
+                        &parameter.tensor,
+                    )?);
+                }
+            }
+        }
+    }
+    model.add_to_gradients(&sums)
+}
+
+/// Per-sample gradients `[batch, numel]` kept between the phases (microbatch and materialized).
+#[derive(Debug)]
+struct PerSampleTape {
+    batch: usize,
+    per_sample: Vec<Tensor>,
+}
+
+impl PerSampleTape {
+    fn accumulate(&self, model: &mut DpModel, scales: &ScaleVector) -> Result<(), EngineError> {
+        let scales = device_scales(scales, self.batch, model.parameters().len(), model.device())?;
+        if self.batch == 0 {
+            return Ok(());
+        }
+        let sums = self
+            .per_sample
+            .iter()
+            .zip(model.parameters())
+            .zip(&scales.columns)
+            .map(|((per_sample, parameter), group_scales)| {
+                crate::layers::weighted_sum(per_sample, group_scales, &parameter.tensor)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(model.add_to_gradients(&sums)?)
+    }
+}
+
+/// The norms of an empty batch: no rows.
+fn empty_norms(model: &DpModel) -> Result<dp_engine::PerSampleNorms, EngineError> {
+    Ok(dp_engine::PerSampleNorms {
+        losses: Vec::new(),
+        norms: NormMatrix::new(0, model.parameters().len(), Vec::new())?,
+    })
+}
+
+fn parameter_groups(model: &DpModel) -> Vec<ParameterGroup> {
+    model
+        .parameters()
+        .iter()
+        .map(|parameter| ParameterGroup {
+            name: parameter.name.clone(),
+            len: parameter.tensor.numel(),
+        })
+        .collect()
+}
+
+/// The non-private path: one backward pass of the summed loss into the gradient buffers.
+fn batch_gradient(model: &mut DpModel, batch: &TensorBatch) -> Result<Vec<f64>> {
+    if dp_engine::ExampleBatch::num_examples(batch) == 0 {
+        return Ok(Vec::new());
+    }
+    let mut context = ForwardContext::new(model.is_training());
+    let losses = model.losses(batch.inputs(), batch.targets(), &mut context)?;
+    let parameters: Vec<&Tensor> = model.parameters().iter().map(|p| &p.tensor).collect();
+    let gradients =
+        Tensor::f_run_backward(&[losses.f_sum(Kind::Float)?], &parameters, false, false)?;
+    let gradients = gradients
+        .into_iter()
+        .zip(&parameters)
+        .map(|(gradient, parameter)| defined_or_zeros(gradient, parameter))
+        .collect::<Result<Vec<_>>>()?;
+    model.add_to_gradients(&gradients)?;
+    to_host_f64(&losses.f_detach()?)
+}
+
+/// Stages every group through host memory for `visit`, then writes back what it changed (an
+/// unchanged parameter is not written, so a kept autograd graph stays valid).
+fn visit_parameters(model: &mut DpModel, visit: &mut dyn FnMut(ParameterView<'_>)) -> Result<()> {
+    let parameters: Vec<Tensor> = model
+        .parameters()
+        .iter()
+        .map(|parameter| parameter.tensor.shallow_clone())
+        .collect();
+    for (group, (parameter, gradient)) in parameters.iter().zip(model.gradients_mut()).enumerate() {
+        let original_values = to_host_f32(parameter)?;
+        let original_gradient = to_host_f32(gradient)?;
+        let mut values = original_values.clone();
+        let mut gradient_values = original_gradient.clone();
+        visit(ParameterView {
+            group,
+            values: &mut values,
+            gradient: &mut gradient_values,
+        });
+        tch::no_grad(|| -> Result<()> {
+            if values != original_values {
+                let mut parameter = parameter.shallow_clone();
+                parameter.f_copy_(&from_host(&values, parameter.size(), parameter.device())?)?;
+            }
+            if gradient_values != original_gradient {
+                gradient.f_copy_(&from_host(
+                    &gradient_values,
+                    gradient.size(),
+                    gradient.device(),
+                )?)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn to_host_f32(tensor: &Tensor) -> Result<Vec<f32>> {
+    let host = tensor
+        .f_detach()?
+        .f_to_kind(Kind::Float)?
+        .f_to_device(Device::Cpu)?
+        .f_reshape([-1])?;
+    Ok(Vec::<f32>::try_from(host)?)
+}
+
+fn from_host(values: &[f32], shape: Vec<i64>, device: Device) -> Result<Tensor> {
+    Ok(Tensor::from_slice(values)
+        .f_reshape(shape)?
+        .f_to_device(device)?)
+}
+
+/// The trait methods every engine shares (parameter access and the non-private path).
+macro_rules! shared_engine_methods {
+    () => {
+        fn parameter_groups(&self, model: &Self::Model) -> Vec<dp_engine::ParameterGroup> {
+            crate::engines::parameter_groups(model)
+        }
+
+        fn batch_gradient(
+            &mut self,
+            model: &mut Self::Model,
+            batch: &Self::Batch,
+        ) -> Result<Vec<f64>, dp_engine::EngineError> {
+            Ok(crate::engines::batch_gradient(model, batch)?)
+        }
+
+        fn zero_grad(&mut self, model: &mut Self::Model) {
+            // Zeroing a buffer that exists cannot fail short of device loss; the trait gives
+            // no error channel, so a failure is left for the next operation to report.
+            let _ = model.zero_gradients();
+        }
+
+        fn visit_parameters(
+            &mut self,
+            model: &mut Self::Model,
+            visit: &mut dyn FnMut(dp_engine::ParameterView<'_>),
+        ) -> Result<(), dp_engine::EngineError> {
+            Ok(crate::engines::visit_parameters(model, visit)?)
+        }
+    };
+}
+use shared_engine_methods;
+
+/// How one layer's norms were obtained in phase 1.
+enum LayerNorms {
+    /// By the ghost formula: phase 2 needs the captures.
+    Ghost(Vec<Capture>),
+    /// By materializing the per-sample gradients `[batch, numel]`, kept for phase 2.
+    Materialized(Vec<Tensor>),
+}
+
+/// Squared per-group norms of every layer, each layer by the ghost formula when `use_ghost`
+/// says so for its costs (and it has one), by materialized per-sample gradients otherwise.
+fn layer_norms(
+    model: &DpModel,
+    captures: Vec<Vec<Capture>>,
+    batch: i64,
+    use_ghost: impl Fn(&crate::NormCosts) -> bool,
+) -> Result<(Vec<Tensor>, Vec<LayerNorms>)> {
+    let mut squared = Vec::with_capacity(model.parameters().len());
+    let mut kept = Vec::with_capacity(captures.len());
+    for (layer, layer_captures) in model.layers().into_iter().zip(captures) {
+        let t0 = std::time::Instant::now();
+        let ghost = if !layer_captures.is_empty() && use_ghost(&layer.norm_costs(&layer_captures)) {
+            layer.ghost_norms_squared(&layer_captures)?
+        } else {
+            None
+        };
+        if let Some(ghost) = ghost {
+            squared.extend(ghost);
+            kept.push(LayerNorms::Ghost(layer_captures));
+        } else {
+            let per_sample = if layer_captures.is_empty() {
+                layer
+                    .parameters()
+                    .iter()
+                    .map(|parameter| zeros_per_sample(&parameter.tensor, batch))
+                    .collect::<Result<Vec<_>>>()?
+            } else {
+                layer.per_sample_gradients(&layer_captures)?
+            };
+            squared.extend(squared_norms(&per_sample)?);
+            kept.push(LayerNorms::Materialized(per_sample));
+        }
+        if std::env::var_os("PROF").is_some() { eprintln!("layer {:?}", t0.elapsed()); }
+    }
+    Ok((squared, kept))
+}

@@ -1,0 +1,218 @@
+//! Linear layer over any leading dimensions.
+
+use tch::{Tensor, nn};
+
+use super::{
+    Capture, DpLayer, DpModule, ForwardContext, LayerId, NamedParameter, NormCosts,
+    ghost_outer_norm_squared, row_norms_squared, scale_examples, scale_of, sequence_view,
+};
+use crate::{Result, TchEngineError};
+
+/// Options of [`linear`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearConfig {
+    /// Whether the layer has a bias.
+    pub bias: bool,
+}
+
+impl Default for LinearConfig {
+    fn default() -> Self {
+        Self { bias: true }
+    }
+}
+
+/// `y = x Wᵀ + b` on the last dimension of an input `[batch, ..., in]`.
+#[derive(Debug)]
+pub struct Linear {
+    id: LayerId,
+    in_features: i64,
+    out_features: i64,
+    weight: NamedParameter,
+    bias: Option<NamedParameter>,
+}
+
+impl Clone for Linear {
+    /// A handle to the same layer: same identity, same parameters.
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            in_features: self.in_features,
+            out_features: self.out_features,
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+        }
+    }
+}
+
+/// A Linear layer `in_features -> out_features` with its weight at `path / "weight"` (Kaiming
+/// uniform, as `tch::nn::linear`) and its bias at `path / "bias"` (uniform in ±1/sqrt(in)).
+///
+/// # Errors
+///
+/// [`TchEngineError::InvalidParameter`] for a non-positive size; libtorch errors.
+pub fn linear(
+    path: &nn::Path<'_>,
+    in_features: i64,
+    out_features: i64,
+    config: LinearConfig,
+) -> Result<Linear> {
+    positive("in_features", in_features)?;
+    positive("out_features", out_features)?;
+    let weight = path.f_kaiming_uniform("weight", &[out_features, in_features])?;
+    let bias = if config.bias {
+        let bound = 1.0 / (in_features as f64).sqrt();
+        let tensor = path.f_uniform("bias", &[out_features], -bound, bound)?;
+        Some(NamedParameter::new(path, "bias", &tensor))
+    } else {
+        None
+    };
+    Ok(Linear {
+        id: LayerId::fresh(),
+        in_features,
+        out_features,
+        weight: NamedParameter::new(path, "weight", &weight),
+        bias,
+    })
+}
+
+pub(crate) fn positive(name: &'static str, value: i64) -> Result<()> {
+    if value > 0 {
+        Ok(())
+    } else {
+        Err(TchEngineError::InvalidParameter {
+            name,
+            value: value.to_string(),
+            reason: "must be positive",
+        })
+    }
+}
+
+impl Linear {
+    /// The weight `[out, in]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight.tensor
+    }
+
+    /// The bias `[out]`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref().map(|bias| &bias.tensor)
+    }
+
+    /// Inputs `[batch, T, in]` and output gradients `[batch, T, out]` of all uses.
+    fn sequences(&self, captures: &[Capture]) -> Result<(Tensor, Tensor)> {
+        sequence_view(captures, Some(self.in_features), self.out_features)
+    }
+}
+
+impl DpModule for Linear {
+    fn forward_dp(&self, xs: &Tensor, context: &mut ForwardContext) -> Result<Tensor> {
+        let output = xs.f_linear(&self.weight.tensor, self.bias())?;
+        context.record(self.id, xs, &output);
+        Ok(output)
+    }
+
+    fn parameterized_layers(&self) -> Vec<&dyn DpLayer> {
+        vec![self]
+    }
+}
+
+impl DpLayer for Linear {
+    fn id(&self) -> LayerId {
+        self.id
+    }
+
+    fn parameters(&self) -> Vec<NamedParameter> {
+        std::iter::once(self.weight.clone())
+            .chain(self.bias.clone())
+            .collect()
+    }
+
+    fn per_sample_gradients(&self, captures: &[Capture]) -> Result<Vec<Tensor>> {
+        let (inputs, gradients) = self.sequences(captures)?;
+        let batch = inputs.size()[0];
+        let weight = linear_per_sample_weight_gradients(&inputs, &gradients)?;
+        let mut result = vec![weight.f_reshape([batch, -1])?];
+        if self.bias.is_some() {
+            result.push(gradients.f_sum_dim_intlist(1, false, None::<tch::Kind>)?);
+        }
+        Ok(result)
+    }
+
+    fn ghost_norms_squared(&self, captures: &[Capture]) -> Result<Option<Vec<Tensor>>> {
+        let (inputs, gradients) = self.sequences(captures)?;
+        let mut result = vec![ghost_outer_norm_squared(&inputs, &gradients)?];
+        if self.bias.is_some() {
+            let bias = gradients.f_sum_dim_intlist(1, false, None::<tch::Kind>)?;
+            result.push(row_norms_squared(&bias)?);
+        }
+        Ok(Some(result))
+    }
+
+    fn norm_costs(&self, captures: &[Capture]) -> NormCosts {
+        let positions: i64 = captures
+            .iter()
+            .map(|capture| {
+                let size = capture.input.size();
+                size.iter().skip(1).rev().skip(1).product::<i64>()
+            })
+            .sum();
+        let positions = positions as f64;
+        let (input, output) = (self.in_features as f64, self.out_features as f64);
+        NormCosts {
+            ghost: Some(positions * positions * (input + output)),
+            materialized: positions * input * output,
+        }
+    }
+
+    fn weighted_gradients(&self, captures: &[Capture], scales: &[Tensor]) -> Result<Vec<Tensor>> {
+        let (inputs, gradients) = self.sequences(captures)?;
+        let scaled = scale_examples(&gradients, scale_of(scales, 0)?)?;
+        let flat_inputs = inputs.f_reshape([-1, self.in_features])?;
+        let weight = scaled
+            .f_reshape([-1, self.out_features])?
+            .f_tr()?
+            .f_mm(&flat_inputs)?;
+        let mut result = vec![weight];
+        if self.bias.is_some() {
+            let scaled = scale_examples(&gradients, scale_of(scales, 1)?)?;
+            result.push(scaled.f_sum_dim_intlist([0, 1].as_slice(), false, None::<tch::Kind>)?);
+        }
+        Ok(result)
+    }
+}
+
+/// Per-sample gradients of a Linear layer's weight, `[batch, out, in]`.
+///
+/// For `y = x Wᵀ + b` applied to every position of an input `[batch, ..., in]`, the gradient
+/// of example i's loss with respect to `W` is the sum over its positions of the outer
+/// product of the output gradient and the input: `einsum("b...o,b...i->boi")`.
+///
+/// # Errors
+///
+/// [`TchEngineError::Shape`] when the two tensors have fewer than two dimensions or
+/// different leading dimensions, and [`TchEngineError::Torch`] when libtorch fails.
+pub fn linear_per_sample_weight_gradients(
+    activations: &Tensor,
+    output_gradients: &Tensor,
+) -> Result<Tensor> {
+    let input_shape = activations.size();
+    let output_shape = output_gradients.size();
+    if input_shape.len() < 2 || input_shape.len() != output_shape.len() {
+        return Err(TchEngineError::Shape {
+            what: "output gradients",
+            expected: "as many dimensions as the activations (at least 2)",
+            actual: output_shape,
+        });
+    }
+    if input_shape[..input_shape.len() - 1] != output_shape[..output_shape.len() - 1] {
+        return Err(TchEngineError::Shape {
+            what: "output gradients",
+            expected: "the leading dimensions of the activations",
+            actual: output_shape,
+        });
+    }
+    let batch = input_shape[0];
+    let inputs = activations.f_reshape([batch, -1, input_shape[input_shape.len() - 1]])?;
+    let outputs = output_gradients.f_reshape([batch, -1, output_shape[output_shape.len() - 1]])?;
+    Ok(outputs.f_transpose(1, 2)?.f_bmm(&inputs)?)
+}

@@ -1,0 +1,336 @@
+//! DP layers: tch layers that record what the per-sample gradient engines need.
+//!
+//! Every parameterized layer implements [`DpLayer`] (the per-sample formulas) and [`DpModule`]
+//! (the forward pass). During a recording forward pass ([`ForwardContext::recording`]) each layer
+//! stores its input, detached, and its output, still in the autograd graph; the engines then
+//! obtain the gradient of the loss with respect to every recorded output in one backward pass
+//! (`Tensor::run_backward` with the outputs as inputs) and apply the layer's formulas to the
+//! pairs (input, output gradient), which this crate calls [`Capture`]s.
+//!
+//! A layer used several times in one forward pass (shared or tied parameters) records one
+//! capture per use; its per-sample gradient is the sum over uses, and every formula here takes
+//! the list of captures of one layer.
+
+mod conv;
+mod embedding;
+mod functional;
+mod linear;
+mod norm;
+mod sequential;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tch::{Kind, Tensor};
+
+pub use conv::{Conv, ConvConfig, conv1d, conv2d};
+pub use embedding::{Embedding, embedding};
+pub use functional::Function;
+pub use linear::{Linear, LinearConfig, linear, linear_per_sample_weight_gradients};
+pub use norm::{GroupNorm, LayerNorm, Norm, NormConfig, group_norm, layer_norm};
+pub use sequential::Sequential;
+
+use crate::Result;
+
+/// Identity of a parameterized layer, shared by its clones (which share its parameters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LayerId(u64);
+
+impl LayerId {
+    /// A new identity, different from every other one in this process.
+    pub(crate) fn fresh() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// One trainable tensor of a layer with its variable-store path: one parameter group.
+#[derive(Debug)]
+pub struct NamedParameter {
+    /// Full variable-store path, for example `fc1.weight`.
+    pub name: String,
+    /// The variable (shares storage with the variable store).
+    pub tensor: Tensor,
+}
+
+impl NamedParameter {
+    pub(crate) fn new(path: &tch::nn::Path<'_>, name: &str, tensor: &Tensor) -> Self {
+        Self {
+            name: path.path(name),
+            tensor: tensor.shallow_clone(),
+        }
+    }
+}
+
+impl Clone for NamedParameter {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            tensor: self.tensor.shallow_clone(),
+        }
+    }
+}
+
+/// One use of a layer in a forward pass, after the backward pass: its input and the gradient of
+/// the summed loss with respect to its output.
+#[derive(Debug)]
+pub struct Capture {
+    /// The layer's input (detached from the graph).
+    pub input: Tensor,
+    /// d(sum of per-example losses) / d(layer output), the output's shape.
+    pub output_gradient: Tensor,
+}
+
+/// Estimated per-example cost of the two ways of computing a layer's per-sample gradient norm
+/// (multiply-adds), used by the book-keeping engine to choose per layer (Bu et al. 2023).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormCosts {
+    /// Ghost norm (Li et al. 2021), `None` when the layer has no ghost formula.
+    pub ghost: Option<f64>,
+    /// Materializing the per-sample gradient and taking its norm.
+    pub materialized: f64,
+}
+
+impl NormCosts {
+    /// Whether the ghost norm is the cheaper way.
+    pub fn prefers_ghost(&self) -> bool {
+        self.ghost.is_some_and(|ghost| ghost < self.materialized)
+    }
+}
+
+/// What a layer records during a recording forward pass.
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub(crate) layer: LayerId,
+    pub(crate) input: Tensor,
+    pub(crate) output: Tensor,
+}
+
+/// The mode of a forward pass: training or evaluation, recording or not.
+#[derive(Debug)]
+pub struct ForwardContext {
+    train: bool,
+    records: Option<Vec<Record>>,
+}
+
+impl ForwardContext {
+    /// A plain forward pass (no recording).
+    pub fn new(train: bool) -> Self {
+        Self {
+            train,
+            records: None,
+        }
+    }
+
+    /// A forward pass in which every parameterized layer records its input and output.
+    pub fn recording(train: bool) -> Self {
+        Self {
+            train,
+            records: Some(Vec::new()),
+        }
+    }
+
+    /// Whether dropout and similar layers run in training mode.
+    pub fn train(&self) -> bool {
+        self.train
+    }
+
+    /// Called by parameterized layers: keeps `input` (detached) and `output` when recording.
+    pub fn record(&mut self, layer: LayerId, input: &Tensor, output: &Tensor) {
+        if let Some(records) = &mut self.records {
+            records.push(Record {
+                layer,
+                input: input.detach(),
+                output: output.shallow_clone(),
+            });
+        }
+    }
+
+    pub(crate) fn into_records(self) -> Vec<Record> {
+        self.records.unwrap_or_default()
+    }
+}
+
+/// A differentiable function of a batch that the engines can see through.
+///
+/// # Privacy
+///
+/// An implementation must treat the examples of a batch independently (the output for example
+/// i depends on input i alone, as with every layer of this crate; BatchNorm does not) and must
+/// route every trainable parameter through a [`DpLayer`] listed by
+/// [`parameterized_layers`](Self::parameterized_layers). [`crate::DpModel::new`] checks the
+/// second property against the variable store; the first is the implementer's promise.
+pub trait DpModule: std::fmt::Debug {
+    /// The forward pass; parameterized layers record into `context`.
+    ///
+    /// # Errors
+    ///
+    /// When the input does not fit the layer or libtorch fails.
+    fn forward_dp(&self, xs: &Tensor, context: &mut ForwardContext) -> Result<Tensor>;
+
+    /// The parameterized layers, in a fixed order (a layer used twice may appear twice).
+    fn parameterized_layers(&self) -> Vec<&dyn DpLayer>;
+
+    /// Plain forward pass in evaluation mode, without recording.
+    ///
+    /// # Errors
+    ///
+    /// When the input does not fit the layer or libtorch fails.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_dp(xs, &mut ForwardContext::new(false))
+    }
+}
+
+/// A parameterized layer with per-sample gradient formulas.
+///
+/// Every method takes the captures of all uses of the layer in one forward pass and returns one
+/// entry per parameter, in the order of [`parameters`](Self::parameters).
+pub trait DpLayer: std::fmt::Debug {
+    /// The layer's identity (shared by clones).
+    fn id(&self) -> LayerId;
+
+    /// The trainable parameters, each one parameter group.
+    fn parameters(&self) -> Vec<NamedParameter>;
+
+    /// Per-sample gradients, each `[batch, numel]` (flattened in the parameter's layout).
+    ///
+    /// # Errors
+    ///
+    /// When the captures do not fit the layer or libtorch fails.
+    fn per_sample_gradients(&self, captures: &[Capture]) -> Result<Vec<Tensor>>;
+
+    /// Squared per-sample gradient norms `[batch]` without materializing per-sample gradients,
+    /// or `None` when the layer has no such formula.
+    ///
+    /// # Errors
+    ///
+    /// When the captures do not fit the layer or libtorch fails.
+    fn ghost_norms_squared(&self, captures: &[Capture]) -> Result<Option<Vec<Tensor>>> {
+        let _ = captures;
+        Ok(None)
+    }
+
+    /// Cost of the ghost and the materialized norm for these captures.
+    fn norm_costs(&self, captures: &[Capture]) -> NormCosts;
+
+    /// The weighted sums of per-sample gradients, sum_i `scales[k][i]` g_ik for every parameter
+    /// k, each in the parameter's shape (`scales` holds one `[batch]` tensor per parameter). The
+    /// default materializes the per-sample gradients.
+    ///
+    /// # Errors
+    ///
+    /// When the captures do not fit the layer or libtorch fails.
+    fn weighted_gradients(&self, captures: &[Capture], scales: &[Tensor]) -> Result<Vec<Tensor>> {
+        let per_sample = self.per_sample_gradients(captures)?;
+        self.parameters()
+            .iter()
+            .zip(per_sample)
+            .zip(scales)
+            .map(|((parameter, gradients), scales)| {
+                weighted_sum(&gradients, scales, &parameter.tensor)
+            })
+            .collect()
+    }
+}
+
+/// sum_i `scales[i]` `per_sample[i]` for `per_sample` of shape `[batch, numel]`, in the shape and
+/// kind of `like`.
+pub(crate) fn weighted_sum(per_sample: &Tensor, scales: &Tensor, like: &Tensor) -> Result<Tensor> {
+    let scales = scales.f_to_kind(per_sample.f_kind()?)?;
+    Ok(scales
+        .f_matmul(per_sample)?
+        .f_reshape(like.size())?
+        .f_to_kind(like.f_kind()?)?)
+}
+
+/// Squared L2 norm of every row of `[batch, ...]`, accumulated in f32 at least.
+pub(crate) fn row_norms_squared(per_sample: &Tensor) -> Result<Tensor> {
+    let batch = per_sample.size().first().copied().unwrap_or(0);
+    let rows = per_sample
+        .f_reshape([batch, -1])?
+        .f_to_kind(accumulation_kind(per_sample)?)?;
+    Ok(rows.f_square()?.f_sum_dim_intlist(1, false, None::<Kind>)?)
+}
+
+/// The kind norms and sums accumulate in: f64 stays f64, everything else accumulates in f32.
+pub(crate) fn accumulation_kind(tensor: &Tensor) -> Result<Kind> {
+    Ok(match tensor.f_kind()? {
+        Kind::Double => Kind::Double,
+        _ => Kind::Float,
+    })
+}
+
+/// Reshapes every capture to `[batch, -1, last]` (input, output gradient) and concatenates the
+/// uses along the middle axis: the sequence view of a layer that acts on the last dimension.
+pub(crate) fn sequence_view(
+    captures: &[Capture],
+    input_last: Option<i64>,
+    output_last: i64,
+) -> Result<(Tensor, Tensor)> {
+    let mut inputs = Vec::with_capacity(captures.len());
+    let mut gradients = Vec::with_capacity(captures.len());
+    for capture in captures {
+        let batch = leading_dimension(&capture.input)?;
+        inputs.push(match input_last {
+            Some(last) => capture.input.f_reshape([batch, -1, last])?,
+            None => capture.input.f_reshape([batch, -1])?,
+        });
+        gradients.push(
+            capture
+                .output_gradient
+                .f_reshape([batch, -1, output_last])?,
+        );
+    }
+    Ok((Tensor::f_cat(&inputs, 1)?, Tensor::f_cat(&gradients, 1)?))
+}
+
+/// `gradients` `[batch, ...]` with example i multiplied by `scales[i]`.
+pub(crate) fn scale_examples(gradients: &Tensor, scales: &Tensor) -> Result<Tensor> {
+    let mut shape = vec![-1_i64];
+    shape.resize(gradients.dim(), 1);
+    Ok(gradients.f_mul(&scales.f_reshape(shape)?.f_to_kind(gradients.f_kind()?)?)?)
+}
+
+/// The scale tensor of parameter `index`, or a shape error.
+pub(crate) fn scale_of(scales: &[Tensor], index: usize) -> Result<&Tensor> {
+    scales.get(index).ok_or(crate::TchEngineError::Shape {
+        what: "scales",
+        expected: "one [batch] tensor per parameter of the layer",
+        actual: vec![scales.len() as i64],
+    })
+}
+
+/// The batch dimension of a tensor, or a shape error for a scalar.
+pub(crate) fn leading_dimension(tensor: &Tensor) -> Result<i64> {
+    tensor
+        .size()
+        .first()
+        .copied()
+        .ok_or_else(|| crate::TchEngineError::Shape {
+            what: "layer input",
+            expected: "a batch dimension",
+            actual: Vec::new(),
+        })
+}
+
+/// Sum over `(t, s)` of `left[b] left[b]ᵀ ⊙ right[b] right[b]ᵀ` for `[batch, T, d]` tensors:
+/// the squared Frobenius norm of sum_t right_t left_tᵀ without forming it (Li et al. 2021).
+pub(crate) fn ghost_outer_norm_squared(left: &Tensor, right: &Tensor) -> Result<Tensor> {
+    let kind = accumulation_kind(left)?;
+    let left = left.f_to_kind(kind)?;
+    let right = right.f_to_kind(kind)?;
+    if left.size().get(1) == Some(&1) {
+        let left_norm =
+            left.f_square()?
+                .f_sum_dim_intlist([1, 2].as_slice(), false, None::<Kind>)?;
+        let right_norm =
+            right
+                .f_square()?
+                .f_sum_dim_intlist([1, 2].as_slice(), false, None::<Kind>)?;
+        return Ok(left_norm.f_mul(&right_norm)?);
+    }
+    let left_gram = left.f_bmm(&left.f_transpose(1, 2)?)?;
+    let right_gram = right.f_bmm(&right.f_transpose(1, 2)?)?;
+    Ok(left_gram
+        .f_mul(&right_gram)?
+        .f_sum_dim_intlist([1, 2].as_slice(), false, None::<Kind>)?)
+}

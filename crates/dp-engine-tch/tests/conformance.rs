@@ -1,0 +1,60 @@
+//! Every engine against the one-backward-per-example reference, on every layer type: the
+//! dp-engine-testkit suite (sum equals batch gradient, example independence, norms of the summed
+//! gradients, zero scale drops an example, agreement with `Microbatch` for flat and per-group
+//! scales, empty batches, contract errors) with random shapes from several seeds.
+
+mod common;
+
+use common::{Fixture, ModelKind};
+use dp_engine_tch::{BookKeeping, Ghost, Materialized, Microbatch, NormChoice};
+use dp_engine_testkit::{F32_TOLERANCE, run_conformance_suite};
+
+/// Seeds per layer type and engine (each seed draws new shapes and batch sizes).
+const SEEDS: std::ops::Range<u64> = 0..8;
+
+fn conforms<E>(make_engine: fn() -> E)
+where
+    E: dp_engine::PerSampleGradEngine<
+            Model = dp_engine_tch::DpModel,
+            Batch = dp_engine_tch::TensorBatch,
+        >,
+{
+    tch::set_num_threads(1);
+    for kind in ModelKind::ALL {
+        if let Err(failure) =
+            run_conformance_suite(&Fixture::new(kind, make_engine), SEEDS, F32_TOLERANCE)
+        {
+            panic!("{kind:?}: {failure}");
+        }
+    }
+}
+
+#[test]
+fn microbatch_conforms() {
+    conforms(Microbatch::new);
+}
+
+#[test]
+fn materialized_conforms() {
+    conforms(Materialized::new);
+}
+
+#[test]
+fn ghost_conforms() {
+    conforms(Ghost::new);
+}
+
+#[test]
+fn book_keeping_by_cost_conforms() {
+    conforms(BookKeeping::new);
+}
+
+#[test]
+fn book_keeping_all_ghost_conforms() {
+    conforms(|| BookKeeping::with_norm_choice(NormChoice::Ghost));
+}
+
+#[test]
+fn book_keeping_all_materialized_conforms() {
+    conforms(|| BookKeeping::with_norm_choice(NormChoice::Materialized));
+}

@@ -1,0 +1,253 @@
+//! Training runs shared by the experiments: an MLP on the pure-Rust engine, private
+//! (DP-SGD with a calibrated noise multiplier) or not, and the per-example scores the
+//! attacks need.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use dp_accountant::{AccountantKind, NeighbouringRelation, RdpAccountant};
+use dp_clip::{AutomaticClip, ClipPolicy, FlatClip};
+use dp_engine_ndarray::{Activation, ArrayDataset, BookKeepingEngine, Mlp};
+use dp_sampler::NoiseMode;
+use dp_trainer::{
+    DpSgdConfig, DpTrainer, LearningRateSchedule, NonPrivateConfig, Optimizer, TrainerParts,
+    TrainerRngs, train_non_private,
+};
+use ndarray::Axis;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use serde::Deserialize;
+
+use crate::progress::RunProgress;
+
+/// The accountant every training run uses: RDP with the improved conversion. Calibration
+/// uses the same accountant, so the reported ε never exceeds the target.
+pub const ACCOUNTANT: AccountantKind = AccountantKind::Rdp;
+
+/// Whether and how a run is private.
+#[derive(Clone, Copy, Debug)]
+pub enum Privacy {
+    /// Plain mini-batch training: no guarantee.
+    NonPrivate,
+    /// DP-SGD with σ calibrated so that ε(δ) after all steps is at most `target_epsilon`.
+    Private {
+        /// The ε to reach at the end of training.
+        target_epsilon: f64,
+        /// The δ of the guarantee.
+        delta: f64,
+    },
+}
+
+impl Privacy {
+    /// The target ε, `None` when not private.
+    pub fn target_epsilon(self) -> Option<f64> {
+        match self {
+            Privacy::NonPrivate => None,
+            Privacy::Private { target_epsilon, .. } => Some(target_epsilon),
+        }
+    }
+
+    /// A short label such as `non-private` or `eps=3`.
+    pub fn label(self) -> String {
+        match self {
+            Privacy::NonPrivate => "non-private".to_owned(),
+            Privacy::Private { target_epsilon, .. } => format!("eps={target_epsilon}"),
+        }
+    }
+}
+
+/// How per-sample gradients are clipped.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Clipping {
+    /// min(1, C/‖g‖) (Abadi et al. 2016).
+    #[default]
+    Flat,
+    /// C/(‖g‖ + 0.01) (Bu et al. 2022).
+    Automatic,
+}
+
+/// Hyper-parameters of one training run.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TrainingSpec {
+    /// Hidden layer widths of the MLP (empty: logistic regression).
+    pub hidden: Vec<usize>,
+    /// Expected (private) or exact (non-private) batch size.
+    pub batch_size: f64,
+    /// Passes over the data (expected passes for Poisson sampling).
+    pub epochs: f64,
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// SGD momentum (ignored with `weight_decay`, which uses AdamW).
+    #[serde(default)]
+    pub momentum: f64,
+    /// Decoupled weight decay; when positive the optimizer is AdamW instead of SGD.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Clipping bound C.
+    pub max_grad_norm: f64,
+    /// Clipping policy.
+    #[serde(default)]
+    pub clipping: Clipping,
+}
+
+/// A trained model and how it was obtained.
+pub struct Trained {
+    /// The model.
+    pub model: Mlp,
+    /// ε spent at the run's δ (`None` when not private).
+    pub epsilon: Option<f64>,
+    /// The calibrated noise multiplier (`None` when not private).
+    pub noise_multiplier: Option<f64>,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Converts a dp-data data set into the engine's.
+pub fn engine_dataset(data: &dp_data::Dataset) -> Result<ArrayDataset> {
+    Ok(ArrayDataset::new(data.features().to_owned(), data.labels().to_vec())?)
+}
+
+/// Trains an MLP on `train` as `spec` and `privacy` say, from `seed`.
+pub fn train_mlp(
+    train: &ArrayDataset,
+    num_classes: usize,
+    spec: &TrainingSpec,
+    privacy: Privacy,
+    seed: u64,
+    label: &str,
+) -> Result<Trained> {
+    let started = Instant::now();
+    let mut init_rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut widths = vec![train.features().ncols()];
+    widths.extend(&spec.hidden);
+    widths.push(num_classes);
+    let mut model = Mlp::new(&widths, Activation::Tanh, &mut init_rng)?;
+    let mut optimizer = if spec.weight_decay > 0.0 {
+        Optimizer::adamw(0.9, 0.999, 1e-8, spec.weight_decay)?
+    } else {
+        Optimizer::sgd(spec.momentum)?
+    };
+    let schedule = LearningRateSchedule::constant(spec.learning_rate)?;
+    let examples = train.features().nrows();
+    match privacy {
+        Privacy::NonPrivate => {
+            let epochs = spec.epochs.ceil() as usize;
+            let progress = RunProgress::new(label, epochs as u64);
+            let batch_size = spec.batch_size.round().max(1.0) as usize;
+            let config = NonPrivateConfig { batch_size, epochs };
+            let mut engine = BookKeepingEngine::new();
+            train_non_private(
+                &mut engine,
+                &mut model,
+                train,
+                config,
+                &mut optimizer,
+                &schedule,
+                &mut init_rng,
+            )?;
+            let steps = (epochs * examples.div_ceil(batch_size)) as u64;
+            progress.finish(&format!("{steps} steps"));
+            Ok(Trained {
+                model,
+                epsilon: None,
+                noise_multiplier: None,
+                steps,
+                seconds: started.elapsed().as_secs_f64(),
+            })
+        }
+        Privacy::Private { target_epsilon, delta } => {
+            let sampling_probability = spec.batch_size / examples as f64;
+            let steps = (spec.epochs / sampling_probability).ceil() as u64;
+            let config = DpSgdConfig::calibrated(
+                ACCOUNTANT,
+                target_epsilon,
+                sampling_probability,
+                steps,
+                delta,
+            )
+            .with_context(|| format!("cannot calibrate σ for ε = {target_epsilon}"))?
+            .with_max_physical_batch_size(512)?
+            .with_noise_mode(NoiseMode::Secure);
+            let progress = RunProgress::new(label, steps);
+            let private = PrivateRun { model, data: train.clone(), optimizer, schedule, config: &config };
+            let (model, epsilon) = match spec.clipping {
+                Clipping::Flat => private.run(FlatClip::new(spec.max_grad_norm)?, seed, &progress)?,
+                Clipping::Automatic => {
+                    private.run(AutomaticClip::new(spec.max_grad_norm, 0.01)?, seed, &progress)?
+                }
+            };
+            progress.finish(&format!(
+                "σ = {:.3}, {steps} steps, ε = {epsilon:.3}",
+                config.noise_multiplier()
+            ));
+            Ok(Trained {
+                model,
+                epsilon: Some(epsilon),
+                noise_multiplier: Some(config.noise_multiplier()),
+                steps,
+                seconds: started.elapsed().as_secs_f64(),
+            })
+        }
+    }
+}
+
+/// What a private run needs besides its clip policy.
+struct PrivateRun<'a> {
+    model: Mlp,
+    data: ArrayDataset,
+    optimizer: Optimizer,
+    schedule: LearningRateSchedule,
+    config: &'a DpSgdConfig,
+}
+
+impl PrivateRun<'_> {
+    /// Runs DP-SGD with `clip`; returns the model and the ε spent.
+    fn run<C: ClipPolicy + Clone>(self, clip: C, seed: u64, progress: &RunProgress) -> Result<(Mlp, f64)> {
+        let parts = TrainerParts {
+            engine: BookKeepingEngine::new(),
+            model: self.model,
+            data: self.data,
+            clip,
+            accountant: RdpAccountant::new(NeighbouringRelation::AddOrRemoveOne),
+            optimizer: self.optimizer,
+            schedule: self.schedule,
+        };
+        let mut trainer = DpTrainer::new(parts, self.config, TrainerRngs::seeded(seed))?;
+        let total = trainer.total_steps();
+        let every = (total / 100).max(1);
+        while trainer.step_count() < total {
+            let report = trainer.step_once()?;
+            if report.step % every == 0 {
+                progress.update(
+                    report.step,
+                    &format!("loss {:.3} ε {:.2}", report.mean_loss, report.epsilon.unwrap_or(0.0)),
+                );
+            }
+        }
+        let epsilon = trainer.epsilon()?;
+        Ok((trainer.into_parts().model, epsilon))
+    }
+}
+
+/// Test accuracy of `model` on `data`.
+pub fn accuracy(model: &Mlp, data: &ArrayDataset) -> Result<f64> {
+    Ok(model.accuracy(data.features().view(), data.labels())?)
+}
+
+/// Per-example cross-entropy losses and the probability given to the true label.
+pub fn losses_and_confidences(model: &Mlp, data: &ArrayDataset) -> Result<(Vec<f64>, Vec<f64>)> {
+    let logits = model.logits(data.features().view())?;
+    let mut losses = Vec::with_capacity(logits.nrows());
+    let mut confidences = Vec::with_capacity(logits.nrows());
+    for (row, &label) in logits.axis_iter(Axis(0)).zip(data.labels()) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        let log_sum = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+        let loss = log_sum - row[label] as f64;
+        losses.push(loss);
+        confidences.push((-loss).exp());
+    }
+    Ok((losses, confidences))
+}

@@ -1,0 +1,97 @@
+//! Statistical tests of the noise (fixed seeds; false-failure rate in `common`).
+
+mod common;
+
+use common::{bonferroni_z, chi_square, kolmogorov_smirnov};
+use dp_sampler::{DiscreteGaussian, NoiseElement, NoiseMode, SeededRng, add_gaussian_noise};
+use statrs::distribution::{ContinuousCDF, Normal};
+
+const SAMPLES: usize = 200_000;
+
+/// Checks mean, variance (z-tests, Bonferroni over two) and the KS distance of
+/// `values` against N(0, std²).
+fn assert_gaussian(values: &mut [f64], std: f64) {
+    let n = values.len() as f64;
+    let z_limit = bonferroni_z(3);
+    let mean = values.iter().sum::<f64>() / n;
+    let z_mean = mean / (std / n.sqrt());
+    assert!(z_mean.abs() < z_limit, "mean {mean}: z = {z_mean}");
+    let variance = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0);
+    // Var of the sample variance of a Gaussian: 2σ⁴/(n-1).
+    let z_variance = (variance - std * std) / (std * std * (2.0 / (n - 1.0)).sqrt());
+    assert!(
+        z_variance.abs() < z_limit,
+        "variance {variance}: z = {z_variance}"
+    );
+    let normal = Normal::new(0.0, std).expect("valid");
+    let (distance, critical) = kolmogorov_smirnov(values, |x| normal.cdf(x));
+    assert!(distance < critical, "KS distance {distance} >= {critical}");
+}
+
+fn noise_of<T: NoiseElement + Default>(std: f64, mode: NoiseMode, seed: u64) -> Vec<f64> {
+    let mut buffer = vec![T::default(); SAMPLES];
+    add_gaussian_noise(&mut buffer, std, mode, &mut SeededRng::new(seed)).expect("valid std");
+    buffer.into_iter().map(NoiseElement::to_f64).collect()
+}
+
+#[test]
+fn secure_noise_is_gaussian_f64() {
+    assert_gaussian(&mut noise_of::<f64>(2.5, NoiseMode::Secure, 1), 2.5);
+}
+
+#[test]
+fn secure_noise_is_gaussian_f32() {
+    assert_gaussian(&mut noise_of::<f32>(0.01, NoiseMode::Secure, 2), 0.01);
+}
+
+#[test]
+fn fast_noise_is_gaussian_f64() {
+    assert_gaussian(&mut noise_of::<f64>(7.0, NoiseMode::Fast, 3), 7.0);
+}
+
+#[test]
+fn fast_noise_is_gaussian_f32() {
+    assert_gaussian(&mut noise_of::<f32>(1.0, NoiseMode::Fast, 4), 1.0);
+}
+
+/// The discrete Gaussian's pmf matches exp(-x²/2σ²)/Σ_y exp(-y²/2σ²) (chi-square), for a
+/// small σ where the proposal's t = floor(σ)+1 is near σ and a non-integer one.
+#[test]
+fn discrete_gaussian_pmf_matches() {
+    for (sigma, seed) in [(0.7, 11u64), (1.5, 12), (4.0, 13)] {
+        let noise = DiscreteGaussian::new(sigma).expect("valid");
+        let mut rng = SeededRng::new(seed);
+        let support: i64 = 60;
+        let mut counts = vec![0u64; (2 * support + 1) as usize];
+        for _ in 0..SAMPLES {
+            let draw = noise.sample(&mut rng);
+            assert!(draw.abs() <= support, "σ = {sigma}: draw {draw}");
+            counts[(draw + support) as usize] += 1;
+        }
+        let weights: Vec<f64> = (-support..=support)
+            .map(|x| (-(x * x) as f64 / (2.0 * sigma * sigma)).exp())
+            .collect();
+        let normalizer: f64 = weights.iter().sum();
+        let pmf: Vec<f64> = weights.iter().map(|w| w / normalizer).collect();
+        let (statistic, critical) = chi_square(&counts, &pmf, SAMPLES as u64);
+        assert!(
+            statistic < critical,
+            "σ = {sigma}: chi-square {statistic} >= {critical}"
+        );
+    }
+}
+
+/// Secure noise is exactly a multiple of the grid step (f64 output, values within 2^53 steps).
+#[test]
+fn secure_noise_lies_on_the_grid() {
+    let mut buffer = vec![0.3f64; 1000];
+    let report = add_gaussian_noise(&mut buffer, 1.0, NoiseMode::Secure, &mut SeededRng::new(5))
+        .expect("ok");
+    let step = report.grid_step.expect("secure mode has a grid");
+    assert_eq!(step, 2f64.powi(-40));
+    for value in buffer {
+        let steps = value / step;
+        assert_eq!(steps, steps.round(), "{value} is off the grid");
+    }
+    assert!(report.rounding_slack > 0.0 && report.rounding_slack < 1e-10);
+}
