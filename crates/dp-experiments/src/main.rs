@@ -80,13 +80,19 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let names: Vec<String> = if cli.names.is_empty() {
-        EXPERIMENTS.iter().map(|experiment| experiment.name.to_owned()).collect()
+        EXPERIMENTS
+            .iter()
+            .map(|experiment| experiment.name.to_owned())
+            .collect()
     } else {
         cli.names.clone()
     };
     for name in &names {
         if !EXPERIMENTS.iter().any(|experiment| experiment.name == name) {
-            let known: Vec<&str> = EXPERIMENTS.iter().map(|experiment| experiment.name).collect();
+            let known: Vec<&str> = EXPERIMENTS
+                .iter()
+                .map(|experiment| experiment.name)
+                .collect();
             bail!("unknown experiment `{name}`; known: {}", known.join(", "));
         }
     }
@@ -111,7 +117,6 @@ fn run(cli: Cli) -> Result<()> {
         eprintln!("== {name} ({}): {}", cli.profile.name(), config.title);
         let context = ExperimentContext {
             name: name.clone(),
-            profile: cli.profile,
             engine: cli.engine.clone(),
             data_dir: cli.data_dir.clone(),
             out_dir: cli.out_dir.join(name),
@@ -122,7 +127,14 @@ fn run(cli: Cli) -> Result<()> {
         let output = (experiment.run)(&context, config.parameters)
             .with_context(|| format!("experiment `{name}` failed"))?;
         let seconds = experiment_started.elapsed().as_secs_f64();
-        report::write_experiment(&cli.out_dir, name, &config.title, &output, &provenance, seconds)?;
+        report::write_experiment(
+            &cli.out_dir,
+            name,
+            &config.title,
+            &output,
+            &provenance,
+            seconds,
+        )?;
         eprintln!("   done in {seconds:.1} s -> {}", context.out_dir.display());
     }
     eprintln!(

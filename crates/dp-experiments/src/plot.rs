@@ -49,12 +49,14 @@ impl LineChart {
         {
             let root = SVGBackend::new(&svg, (900, 600)).into_drawing_area();
             self.draw(&root)?;
-            root.present().map_err(|error| anyhow!("cannot write {}: {error}", svg.display()))?;
+            root.present()
+                .map_err(|error| anyhow!("cannot write {}: {error}", svg.display()))?;
         }
         {
             let root = BitMapBackend::new(&png, (900, 600)).into_drawing_area();
             self.draw(&root)?;
-            root.present().map_err(|error| anyhow!("cannot write {}: {error}", png.display()))?;
+            root.present()
+                .map_err(|error| anyhow!("cannot write {}: {error}", png.display()))?;
         }
         Ok(vec![svg, png])
     }
@@ -64,8 +66,12 @@ impl LineChart {
         let finite = points.filter(|(x, y)| {
             x.is_finite() && y.is_finite() && (!self.x_log || *x > 0.0) && (!self.y_log || *y > 0.0)
         });
-        let (mut x_min, mut x_max, mut y_min, mut y_max) =
-            (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        let (mut x_min, mut x_max, mut y_min, mut y_max) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
         for &(x, y) in finite {
             x_min = x_min.min(x);
             x_max = x_max.max(x);
@@ -133,7 +139,11 @@ impl LineChart {
                 .label(&series.label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
             chart
-                .draw_series(points.into_iter().map(|point| Circle::new(point, 3, color.filled())))
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|point| Circle::new(point, 3, color.filled())),
+                )
                 .map_err(plot_error)?;
         }
         chart
@@ -150,10 +160,18 @@ impl LineChart {
 /// Widens `[min, max]` a little so that points do not sit on the frame.
 fn pad(min: f64, max: f64, log: bool) -> (f64, f64) {
     if log {
-        let (min, max) = if min == max { (min / 2.0, max * 2.0) } else { (min, max) };
+        let (min, max) = if min == max {
+            (min / 2.0, max * 2.0)
+        } else {
+            (min, max)
+        };
         (min / 1.2, max * 1.2)
     } else {
-        let span = if max > min { max - min } else { max.abs().max(1.0) };
+        let span = if max > min {
+            max - min
+        } else {
+            max.abs().max(1.0)
+        };
         (min - 0.05 * span, max + 0.05 * span)
     }
 }
@@ -180,9 +198,14 @@ fn register_font() -> Result<()> {
                         FONT_CANDIDATES.join(", ")
                     )
                 })?;
-            let bytes = std::fs::read(path).map_err(|error| format!("cannot read {path}: {error}"))?;
-            plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice()))
-                .map_err(|_| format!("{path} is not a usable TrueType font"))
+            let bytes =
+                std::fs::read(path).map_err(|error| format!("cannot read {path}: {error}"))?;
+            plotters::style::register_font(
+                "sans-serif",
+                FontStyle::Normal,
+                Box::leak(bytes.into_boxed_slice()),
+            )
+            .map_err(|_| format!("{path} is not a usable TrueType font"))
         })
         .clone()
         .map_err(|message| anyhow!(message))

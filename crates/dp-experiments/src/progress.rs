@@ -16,16 +16,21 @@ impl RunProgress {
         let bar = if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(length);
             bar.set_style(
-                ProgressStyle::with_template("   {msg:28} [{bar:30}] {pos}/{len} {elapsed} {prefix}")
-                    .expect("the template is valid")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "   {msg:28} [{bar:30}] {pos}/{len} {elapsed} {prefix}",
+                )
+                .expect("the template is valid")
+                .progress_chars("=> "),
             );
             bar
         } else {
             ProgressBar::hidden()
         };
         bar.set_message(label.to_owned());
-        Self { bar, label: label.to_owned() }
+        Self {
+            bar,
+            label: label.to_owned(),
+        }
     }
 
     /// Advances the bar to `position` and shows `status` (e.g. loss and ε so far).

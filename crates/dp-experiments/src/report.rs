@@ -97,7 +97,11 @@ pub fn write_experiment(
     )?;
     section.push_str(&output.markdown);
     section.push('\n');
-    for plot in output.plots.iter().filter(|path| path.extension().is_some_and(|e| e == "svg")) {
+    for plot in output
+        .plots
+        .iter()
+        .filter(|path| path.extension().is_some_and(|e| e == "svg"))
+    {
         if let Some(file) = plot.file_name().and_then(|f| f.to_str()) {
             writeln!(section, "![{file}]({name}/{file})\n")?;
         }
@@ -118,7 +122,9 @@ fn regenerate_report(root: &Path) -> Result<()> {
          states its profile, machine, data, seeds, engine, accountant and noise mode.\n\n",
     );
     for name in names {
-        report.push_str(&std::fs::read_to_string(root.join(&name).join("section.md"))?);
+        report.push_str(&std::fs::read_to_string(
+            root.join(&name).join("section.md"),
+        )?);
         report.push('\n');
     }
     std::fs::write(root.join("REPORT.md"), report)?;
@@ -127,7 +133,11 @@ fn regenerate_report(root: &Path) -> Result<()> {
 
 /// A markdown table from a header and rows.
 pub fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut table = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    let mut table = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
     for row in rows {
         table.push_str(&format!("| {} |\n", row.join(" | ")));
     }

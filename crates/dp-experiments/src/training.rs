@@ -7,14 +7,14 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use dp_accountant::{AccountantKind, NeighbouringRelation, RdpAccountant};
 use dp_clip::{AutomaticClip, ClipPolicy, FlatClip};
-use dp_engine_ndarray::{Activation, ArrayDataset, BookKeepingEngine, Mlp};
+use dp_engine_ndarray::{Activation, ArrayDataset, Batch, BookKeepingEngine, Mlp};
 use dp_sampler::NoiseMode;
 use dp_trainer::{
     DpSgdConfig, DpTrainer, LearningRateSchedule, NonPrivateConfig, Optimizer, TrainerParts,
     TrainerRngs, train_non_private,
 };
 use ndarray::Axis;
-use rand::SeedableRng;
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde::Deserialize;
 
@@ -23,6 +23,8 @@ use crate::progress::RunProgress;
 /// The accountant every training run uses: RDP with the improved conversion. Calibration
 /// uses the same accountant, so the reported ε never exceeds the target.
 pub const ACCOUNTANT: AccountantKind = AccountantKind::Rdp;
+/// The per-sample gradient engine of every training run.
+pub const ENGINE: &str = "ndarray-bookkeeping";
 
 /// Whether and how a run is private.
 #[derive(Clone, Copy, Debug)]
@@ -89,6 +91,15 @@ pub struct TrainingSpec {
     /// Clipping policy.
     #[serde(default)]
     pub clipping: Clipping,
+    /// Augmentation multiplicity K (De et al. 2022): each example of a private batch is seen
+    /// as K randomly shifted copies whose gradients are averaged before clipping; 1 = off.
+    /// Needs 28 x 28 images (random shifts of up to two pixels).
+    #[serde(default = "one")]
+    pub augmentation_views: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A trained model and how it was obtained.
@@ -107,7 +118,10 @@ pub struct Trained {
 
 /// Converts a dp-data data set into the engine's.
 pub fn engine_dataset(data: &dp_data::Dataset) -> Result<ArrayDataset> {
-    Ok(ArrayDataset::new(data.features().to_owned(), data.labels().to_vec())?)
+    Ok(ArrayDataset::new(
+        data.features().to_owned(),
+        data.labels().to_vec(),
+    )?)
 }
 
 /// Trains an MLP on `train` as `spec` and `privacy` say, from `seed`.
@@ -158,7 +172,10 @@ pub fn train_mlp(
                 seconds: started.elapsed().as_secs_f64(),
             })
         }
-        Privacy::Private { target_epsilon, delta } => {
+        Privacy::Private {
+            target_epsilon,
+            delta,
+        } => {
             let sampling_probability = spec.batch_size / examples as f64;
             let steps = (spec.epochs / sampling_probability).ceil() as u64;
             let config = DpSgdConfig::calibrated(
@@ -172,12 +189,23 @@ pub fn train_mlp(
             .with_max_physical_batch_size(512)?
             .with_noise_mode(NoiseMode::Secure);
             let progress = RunProgress::new(label, steps);
-            let private = PrivateRun { model, data: train.clone(), optimizer, schedule, config: &config };
+            let private = PrivateRun {
+                model,
+                data: train.clone(),
+                optimizer,
+                schedule,
+                config: &config,
+                augmentation_views: spec.augmentation_views,
+            };
             let (model, epsilon) = match spec.clipping {
-                Clipping::Flat => private.run(FlatClip::new(spec.max_grad_norm)?, seed, &progress)?,
-                Clipping::Automatic => {
-                    private.run(AutomaticClip::new(spec.max_grad_norm, 0.01)?, seed, &progress)?
+                Clipping::Flat => {
+                    private.run(FlatClip::new(spec.max_grad_norm)?, seed, &progress)?
                 }
+                Clipping::Automatic => private.run(
+                    AutomaticClip::new(spec.max_grad_norm, 0.01)?,
+                    seed,
+                    &progress,
+                )?,
             };
             progress.finish(&format!(
                 "σ = {:.3}, {steps} steps, ε = {epsilon:.3}",
@@ -201,11 +229,17 @@ struct PrivateRun<'a> {
     optimizer: Optimizer,
     schedule: LearningRateSchedule,
     config: &'a DpSgdConfig,
+    augmentation_views: usize,
 }
 
 impl PrivateRun<'_> {
     /// Runs DP-SGD with `clip`; returns the model and the ε spent.
-    fn run<C: ClipPolicy + Clone>(self, clip: C, seed: u64, progress: &RunProgress) -> Result<(Mlp, f64)> {
+    fn run<C: ClipPolicy + Clone>(
+        self,
+        clip: C,
+        seed: u64,
+        progress: &RunProgress,
+    ) -> Result<(Mlp, f64)> {
         let parts = TrainerParts {
             engine: BookKeepingEngine::new(),
             model: self.model,
@@ -216,6 +250,12 @@ impl PrivateRun<'_> {
             schedule: self.schedule,
         };
         let mut trainer = DpTrainer::new(parts, self.config, TrainerRngs::seeded(seed))?;
+        if self.augmentation_views > 1 {
+            let views = self.augmentation_views;
+            trainer = trainer.with_augmentation(move |batch: &Batch, rng: &mut dyn RngCore| {
+                batch.augmented(views, |_, image| random_shift(image, rng))
+            });
+        }
         let total = trainer.total_steps();
         let every = (total / 100).max(1);
         while trainer.step_count() < total {
@@ -223,12 +263,45 @@ impl PrivateRun<'_> {
             if report.step % every == 0 {
                 progress.update(
                     report.step,
-                    &format!("loss {:.3} ε {:.2}", report.mean_loss, report.epsilon.unwrap_or(0.0)),
+                    &format!(
+                        "loss {:.3} ε {:.2}",
+                        report.mean_loss,
+                        report.epsilon.unwrap_or(0.0)
+                    ),
                 );
             }
         }
         let epsilon = trainer.epsilon()?;
         Ok((trainer.into_parts().model, epsilon))
+    }
+}
+
+/// Side of the square images [`random_shift`] moves.
+const IMAGE_SIDE: usize = 28;
+/// Largest shift, in pixels, of [`random_shift`].
+const MAX_SHIFT: i64 = 2;
+
+/// Moves a flattened 28 x 28 image by a random offset of up to [`MAX_SHIFT`] pixels in each
+/// direction, filling with zeros (the augmentation of the `tips` experiment). Rows of any
+/// other length are left as they are.
+pub fn random_shift(image: &mut [f32], rng: &mut dyn RngCore) {
+    if image.len() != IMAGE_SIDE * IMAGE_SIDE {
+        return;
+    }
+    let dx = rng.random_range(-MAX_SHIFT..=MAX_SHIFT);
+    let dy = rng.random_range(-MAX_SHIFT..=MAX_SHIFT);
+    let original = image.to_vec();
+    let side = IMAGE_SIDE as i64;
+    for y in 0..side {
+        for x in 0..side {
+            let (source_x, source_y) = (x - dx, y - dy);
+            let inside = (0..side).contains(&source_x) && (0..side).contains(&source_y);
+            image[(y * side + x) as usize] = if inside {
+                original[(source_y * side + source_x) as usize]
+            } else {
+                0.0
+            };
+        }
     }
 }
 
@@ -244,10 +317,46 @@ pub fn losses_and_confidences(model: &Mlp, data: &ArrayDataset) -> Result<(Vec<f
     let mut confidences = Vec::with_capacity(logits.nrows());
     for (row, &label) in logits.axis_iter(Axis(0)).zip(data.labels()) {
         let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-        let log_sum = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+        let log_sum = max
+            + row
+                .iter()
+                .map(|&v| (v as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
         let loss = log_sum - row[label] as f64;
         losses.push(loss);
         confidences.push((-loss).exp());
     }
     Ok((losses, confidences))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_shift_moves_pixels_and_keeps_the_image_size() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut image = vec![0.0_f32; IMAGE_SIDE * IMAGE_SIDE];
+        image[14 * IMAGE_SIDE + 14] = 1.0;
+        random_shift(&mut image, &mut rng);
+        assert_eq!(image.iter().filter(|&&v| v == 1.0).count(), 1);
+        let position = image.iter().position(|&v| v == 1.0).unwrap();
+        let (y, x) = (position / IMAGE_SIDE, position % IMAGE_SIDE);
+        assert!(y.abs_diff(14) <= 2 && x.abs_diff(14) <= 2);
+    }
+
+    #[test]
+    fn losses_match_the_confidences() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let model = Mlp::new(&[3, 4, 2], Activation::Tanh, &mut rng).unwrap();
+        let data = ArrayDataset::new(ndarray::Array2::from_elem((5, 3), 0.5), vec![0, 1, 0, 1, 1])
+            .unwrap();
+        let (losses, confidences) = losses_and_confidences(&model, &data).unwrap();
+        for (loss, confidence) in losses.iter().zip(&confidences) {
+            assert!(*loss >= 0.0 && (confidence - (-loss).exp()).abs() < 1e-12);
+        }
+        // Two classes: the confidences of the two labels of one input sum to one.
+        assert!((confidences[0] + confidences[1] - 1.0).abs() < 1e-5);
+    }
 }

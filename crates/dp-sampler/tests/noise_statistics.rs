@@ -81,6 +81,34 @@ fn discrete_gaussian_pmf_matches() {
     }
 }
 
+/// For σ ≥ 4096 the proposal is split into slabs: check the pmf summed over bins of 250
+/// integers (chi-square), at a non-integer σ and at one that is a multiple of 256.
+#[test]
+fn discrete_gaussian_pmf_matches_on_the_slab_path() {
+    for (sigma, seed) in [(5000.3f64, 21u64), (7168.0, 22)] {
+        let noise = DiscreteGaussian::new(sigma).expect("valid");
+        let mut rng = SeededRng::new(seed);
+        let (bin_width, half_bins) = (250i64, 240i64);
+        let support = bin_width * half_bins;
+        let mut counts = vec![0u64; (2 * half_bins) as usize];
+        for _ in 0..SAMPLES {
+            let draw = noise.sample(&mut rng);
+            assert!(draw.abs() < support, "σ = {sigma}: draw {draw}");
+            counts[((draw + support) / bin_width) as usize] += 1;
+        }
+        let weight = |x: i64| (-((x * x) as f64) / (2.0 * sigma * sigma)).exp();
+        let normalizer: f64 = (-support..support).map(weight).sum();
+        let pmf: Vec<f64> = (0..2 * half_bins)
+            .map(|bin| {
+                let start = bin * bin_width - support;
+                (start..start + bin_width).map(weight).sum::<f64>() / normalizer
+            })
+            .collect();
+        let (statistic, critical) = chi_square(&counts, &pmf, SAMPLES as u64);
+        assert!(statistic < critical, "σ = {sigma}: chi-square {statistic} >= {critical}");
+    }
+}
+
 /// Secure noise is exactly a multiple of the grid step (f64 output, values within 2^53 steps).
 #[test]
 fn secure_noise_lies_on_the_grid() {

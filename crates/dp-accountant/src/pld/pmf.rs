@@ -8,7 +8,7 @@
 //! loss); the mass outside the window is moved to the infinite-loss atom, so δ stays an
 //! upper bound. Floating-point error of the transforms is estimated and added to δ.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
@@ -26,8 +26,12 @@ const MAX_FFT_LEN: usize = 1 << 26;
 /// a margin).
 const FFT_ERROR_CONSTANT: f64 = 8.0;
 
+/// Fourier coefficients whose power is below e^-this are set to zero (their total is
+/// counted in the error).
+const NEGLIGIBLE_LN_POWER: f64 = 60.0;
+
 /// Steps of the golden-section search for the Chernoff exponent.
-const CHERNOFF_SEARCH_STEPS: u32 = 48;
+const CHERNOFF_SEARCH_STEPS: u32 = 28;
 
 /// A PLD on the grid {(offset + i)·h}: `probs[i]` is the P-mass of loss (offset + i)·h.
 #[derive(Clone, Debug, PartialEq)]
@@ -181,6 +185,16 @@ impl DiscretePmf {
     }
 }
 
+/// Forward and inverse FFT plans of length `len`, from a planner shared by the process so
+/// that repeated compositions (calibration) reuse twiddle factors.
+fn plans(len: usize) -> (Arc<dyn rustfft::Fft<f64>>, Arc<dyn rustfft::Fft<f64>>) {
+    static PLANNER: OnceLock<Mutex<FftPlanner<f64>>> = OnceLock::new();
+    let planner = PLANNER.get_or_init(|| Mutex::new(FftPlanner::new()));
+    // A panic while planning cannot leave the planner's cache inconsistent: use it anyway.
+    let mut planner = planner.lock().unwrap_or_else(PoisonError::into_inner);
+    (planner.plan_fft_forward(len), planner.plan_fft_inverse(len))
+}
+
 /// One FFT of `pmf` zero-padded to the plan's length.
 fn transform(fft: &Arc<dyn rustfft::Fft<f64>>, pmf: &DiscretePmf, len: usize) -> Vec<Complex<f64>> {
     let mut buffer = vec![Complex::new(0.0, 0.0); len];
@@ -263,7 +277,7 @@ fn chernoff_window(groups: &[(&DiscretePmf, u64)], span: u64) -> (u64, u64) {
     };
     let minimize = |sign: f64| -> f64 {
         // The bound is unimodal in λ > 0; golden-section search on ln λ.
-        let (mut low, mut high) = ((centre / 1e4).ln(), (centre * 1e4).ln());
+        let (mut low, mut high) = ((centre / 300.0).ln(), (centre * 300.0).ln());
         let ratio = 0.5 * (5.0_f64.sqrt() - 1.0);
         let objective = |x: f64| sign * bound(sign * x.exp());
         let mut a = high - ratio * (high - low);
@@ -344,30 +358,42 @@ pub(crate) fn compose(groups: &[(&DiscretePmf, u64)]) -> Result<DiscretePmf, Acc
     if len > MAX_FFT_LEN {
         return Err(AccountantError::TooLarge { what: "PLD composition FFT", size: len as u64, limit: MAX_FFT_LEN as u64 });
     }
-    let mut planner = FftPlanner::new();
-    let forward = planner.plan_fft_forward(len);
-    let inverse = planner.plan_fft_inverse(len);
+    let (forward, inverse) = plans(len);
     let log2_len = (len as f64).log2();
     let mut product = vec![Complex::new(1.0, 0.0); len];
-    // Per coefficient, an upper bound on |computed X_k| allowing for the forward FFTs' error.
+    // Per coefficient, ln of an upper bound on |X_k| allowing for the forward FFTs' error
+    // (-∞ where that bound is negligible).
     let mut ln_perturbed = vec![0.0; len];
     for (pmf, count) in &groups {
         let spectrum = transform(&forward, pmf, len);
         let norm = pmf.probs.iter().map(|p| p * p).sum::<f64>().sqrt();
         let coefficient_error = FFT_ERROR_CONSTANT * f64::EPSILON * log2_len * norm;
         let count_f = *count as f64;
+        // (|z| + e)^c < e^-NEGLIGIBLE_LN_POWER needs no logarithm.
+        let threshold = (-NEGLIGIBLE_LN_POWER / count_f).exp() - coefficient_error;
+        let threshold_squared = if threshold > 0.0 { threshold * threshold } else { -1.0 };
         for ((value, z), perturbed) in product.iter_mut().zip(&spectrum).zip(ln_perturbed.iter_mut()) {
-            *value *= complex_power(*z, *count);
-            *perturbed += count_f * (z.norm() + coefficient_error).ln();
+            if z.norm_sqr() < threshold_squared {
+                *value = Complex::new(0.0, 0.0);
+                *perturbed = f64::NEG_INFINITY;
+            } else if *perturbed > f64::NEG_INFINITY {
+                *value *= complex_power(*z, *count);
+                *perturbed += count_f * (z.norm() + coefficient_error).ln();
+            }
         }
     }
     // ℓ1 error of the output <= Σ_k |ΔX_k| (each output is a 1/len-weighted sum of the X_k),
-    // with |ΔX_k| <= Π(|X_jk| + e_j)^{c_j} - |X_k| plus the rounding of the powers.
+    // with |ΔX_k| <= Π(|X_jk| + e_j)^{c_j} - |X_k| plus the rounding of the powers; the
+    // coefficients set to zero above contribute at most e^-NEGLIGIBLE_LN_POWER each.
     let power_rounding = 4.0 * f64::EPSILON * groups.iter().map(|(_, c)| (*c as f64).log2() + 1.0).sum::<f64>();
     let mut transform_error = 0.0;
     for (value, &perturbed) in product.iter().zip(&ln_perturbed) {
-        let magnitude = value.norm();
-        transform_error += (perturbed.exp() - magnitude).max(0.0) + power_rounding * magnitude;
+        if perturbed == f64::NEG_INFINITY {
+            transform_error += (-NEGLIGIBLE_LN_POWER).exp();
+        } else {
+            let magnitude = value.norm();
+            transform_error += (perturbed.exp() - magnitude).max(0.0) + power_rounding * magnitude;
+        }
     }
     let mut output = product;
     inverse.process(&mut output);

@@ -31,11 +31,9 @@ struct RecordedPass {
 /// Forward with recording, then the gradient of the summed loss with respect to every recorded
 /// layer output (one backward pass that computes no parameter gradient).
 fn recorded_pass(model: &DpModel, batch: &TensorBatch, keep_graph: bool) -> Result<RecordedPass> {
-    let t0 = std::time::Instant::now();
     let mut context = ForwardContext::recording(model.is_training());
     let losses = model.losses(batch.inputs(), batch.targets(), &mut context)?;
     let records = context.into_records();
-    if std::env::var_os("PROF").is_some() { eprintln!("forward {:?}", t0.elapsed()); }
     let layers = model.layers();
     let index: HashMap<_, _> = layers
         .iter()
@@ -48,9 +46,7 @@ fn recorded_pass(model: &DpModel, batch: &TensorBatch, keep_graph: bool) -> Resu
     }
     let outputs: Vec<&Tensor> = records.iter().map(|record| &record.output).collect();
     let total = losses.f_sum(Kind::Float)?;
-    let t0 = std::time::Instant::now();
     let gradients = Tensor::f_run_backward(&[total], &outputs, keep_graph, false)?;
-    if std::env::var_os("PROF").is_some() { eprintln!("backward {:?}", t0.elapsed()); }
     for (record, gradient) in records.into_iter().zip(gradients) {
         let output_gradient = defined_or_zeros(gradient, &record.output)?;
         if let Some(&position) = index.get(&record.layer) {
@@ -358,7 +354,6 @@ fn layer_norms(
     let mut squared = Vec::with_capacity(model.parameters().len());
     let mut kept = Vec::with_capacity(captures.len());
     for (layer, layer_captures) in model.layers().into_iter().zip(captures) {
-        let t0 = std::time::Instant::now();
         let ghost = if !layer_captures.is_empty() && use_ghost(&layer.norm_costs(&layer_captures)) {
             layer.ghost_norms_squared(&layer_captures)?
         } else {
@@ -380,7 +375,6 @@ fn layer_norms(
             squared.extend(squared_norms(&per_sample)?);
             kept.push(LayerNorms::Materialized(per_sample));
         }
-        if std::env::var_os("PROF").is_some() { eprintln!("layer {:?}", t0.elapsed()); }
     }
     Ok((squared, kept))
 }

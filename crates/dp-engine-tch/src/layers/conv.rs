@@ -8,7 +8,7 @@ use tch::{Kind, Tensor, nn};
 
 use super::linear::positive;
 use super::{
-    Capture, DpLayer, DpModule, ForwardContext, LayerId, NamedParameter, NormCosts,
+    Capture, DpLayer, DpModule, ForwardContext, LayerId, NamedParameter, NormCosts, concatenate,
     leading_dimension, row_norms_squared, scale_examples, scale_of,
 };
 use crate::{Result, TchEngineError};
@@ -198,7 +198,7 @@ impl Conv {
                 -1,
             ])?);
         }
-        Ok((Tensor::f_cat(&inputs, 3)?, Tensor::f_cat(&gradients, 3)?))
+        Ok((concatenate(inputs, 3)?, concatenate(gradients, 3)?))
     }
 
     fn bias_gradients(gradients: &Tensor) -> Result<Tensor> {
@@ -209,13 +209,13 @@ impl Conv {
     }
 }
 
-impl DpModule for Conv {
-    fn forward_dp(&self, xs: &Tensor, context: &mut ForwardContext) -> Result<Tensor> {
+impl Conv {
+    fn convolve(&self, xs: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let c = &self.config;
-        let output = if self.spatial_dims == 2 {
+        Ok(if self.spatial_dims == 2 {
             xs.f_conv2d(
                 &self.weight.tensor,
-                self.bias(),
+                bias,
                 [c.stride, c.stride],
                 [c.padding, c.padding],
                 [c.dilation, c.dilation],
@@ -224,13 +224,19 @@ impl DpModule for Conv {
         } else {
             xs.f_conv1d(
                 &self.weight.tensor,
-                self.bias(),
+                bias,
                 [c.stride],
                 [c.padding],
                 [c.dilation],
                 c.groups,
             )?
-        };
+        })
+    }
+}
+
+impl DpModule for Conv {
+    fn forward_dp(&self, xs: &Tensor, context: &mut ForwardContext) -> Result<Tensor> {
+        let output = self.convolve(xs, self.bias())?;
         context.record(self.id, xs, &output);
         Ok(output)
     }
@@ -302,20 +308,38 @@ impl DpLayer for Conv {
         }
     }
 
+    /// The weight part by autograd through a recomputed convolution of the stored inputs
+    /// (`d/dW sum (conv(A, W) ⊙ (s ⊙ G))`), which uses libtorch's native convolution kernels
+    /// and is faster than unfolding on CPU; the bias part is `sum (s ⊙ G)`.
     fn weighted_gradients(&self, captures: &[Capture], scales: &[Tensor]) -> Result<Vec<Tensor>> {
-        let (inputs, gradients) = self.unfolded(captures)?;
-        let scaled = scale_examples(&gradients, scale_of(scales, 0)?)?;
-        let weight = Tensor::f_einsum("bgol,bgil->goi", &[&scaled, &inputs], None::<&[i64]>)?
-            .f_reshape(self.weight.tensor.size())?;
-        let mut result = vec![weight];
-        if self.bias.is_some() {
-            let scaled = scale_examples(&gradients, scale_of(scales, 1)?)?;
-            result.push(
-                scaled
-                    .f_sum_dim_intlist([0, 3].as_slice(), false, None::<Kind>)?
-                    .f_reshape([-1])?,
-            );
+        let weight_scales = scale_of(scales, 0)?;
+        let mut total: Option<Tensor> = None;
+        let mut bias_sum: Option<Tensor> = None;
+        for capture in captures {
+            let output = self.convolve(&capture.input, None)?;
+            let scaled = scale_examples(&capture.output_gradient, weight_scales)?;
+            let contribution = output.f_mul(&scaled)?.f_sum(Kind::Float)?;
+            total = Some(match total {
+                Some(sum) => sum.f_add(&contribution)?,
+                None => contribution,
+            });
+            if self.bias.is_some() {
+                let scaled = scale_examples(&capture.output_gradient, scale_of(scales, 1)?)?;
+                let mut dims = vec![0_i64];
+                dims.extend(2..scaled.dim() as i64);
+                let sum = scaled.f_sum_dim_intlist(dims.as_slice(), false, None::<Kind>)?;
+                bias_sum = Some(match bias_sum {
+                    Some(previous) => previous.f_add(&sum)?,
+                    None => sum,
+                });
+            }
         }
-        Ok(result)
+        let total = total.ok_or(TchEngineError::Shape {
+            what: "captures",
+            expected: "at least one use of the layer",
+            actual: Vec::new(),
+        })?;
+        let weight = Tensor::f_run_backward(&[total], &[&self.weight.tensor], false, false)?;
+        Ok(weight.into_iter().chain(bias_sum).collect())
     }
 }

@@ -280,7 +280,7 @@ pub(crate) fn sequence_view(
                 .f_reshape([batch, -1, output_last])?,
         );
     }
-    Ok((Tensor::f_cat(&inputs, 1)?, Tensor::f_cat(&gradients, 1)?))
+    Ok((concatenate(inputs, 1)?, concatenate(gradients, 1)?))
 }
 
 /// `gradients` `[batch, ...]` with example i multiplied by `scales[i]`.
@@ -297,6 +297,16 @@ pub(crate) fn scale_of(scales: &[Tensor], index: usize) -> Result<&Tensor> {
         expected: "one [batch] tensor per parameter of the layer",
         actual: vec![scales.len() as i64],
     })
+}
+
+/// The tensors joined along `dim`; a single tensor is returned as is (no copy).
+pub(crate) fn concatenate(mut tensors: Vec<Tensor>, dim: i64) -> Result<Tensor> {
+    if tensors.len() == 1 {
+        if let Some(only) = tensors.pop() {
+            return Ok(only);
+        }
+    }
+    Ok(Tensor::f_cat(&tensors, dim)?)
 }
 
 /// The batch dimension of a tensor, or a shape error for a scalar.

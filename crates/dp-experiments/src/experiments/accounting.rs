@@ -33,8 +33,13 @@ struct Setting {
 }
 
 /// The ways of computing ε that the experiment compares, in table order.
-const METHODS: [Method; 5] =
-    [Method::Pld, Method::RdpImproved, Method::RdpClassic, Method::Gdp, Method::StrongComposition];
+const METHODS: [Method; 5] = [
+    Method::Pld,
+    Method::RdpImproved,
+    Method::RdpClassic,
+    Method::Gdp,
+    Method::StrongComposition,
+];
 
 #[derive(Clone, Copy)]
 enum Method {
@@ -96,7 +101,11 @@ impl Method {
 /// Published ε for a setting's full step count, where one exists (DESIGN.md section 9).
 fn published(setting: &Setting, method: Method) -> Option<(f64, &'static str)> {
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs();
-    let (q, sigma, steps) = (setting.sampling_probability, setting.noise_multiplier, setting.steps);
+    let (q, sigma, steps) = (
+        setting.sampling_probability,
+        setting.noise_multiplier,
+        setting.steps,
+    );
     match method {
         Method::RdpClassic if close(q, 0.01) && close(sigma, 4.0) && steps == 10_000 => {
             Some((1.26, "Abadi et al. 2016 (moments accountant)"))
@@ -104,10 +113,14 @@ fn published(setting: &Setting, method: Method) -> Option<(f64, &'static str)> {
         Method::StrongComposition if close(q, 0.01) && close(sigma, 4.0) && steps == 10_000 => {
             Some((9.34, "Abadi et al. 2016"))
         }
-        Method::RdpClassic if close(q, 256.0 / 60_000.0) && close(sigma, 1.1) && steps == 14_063 => {
+        Method::RdpClassic
+            if close(q, 256.0 / 60_000.0) && close(sigma, 1.1) && steps == 14_063 =>
+        {
             Some((3.01, "TF Privacy MNIST tutorial"))
         }
-        Method::RdpImproved if close(q, 256.0 / 60_000.0) && close(sigma, 1.1) && steps == 14_063 => {
+        Method::RdpImproved
+            if close(q, 256.0 / 60_000.0) && close(sigma, 1.1) && steps == 14_063 =>
+        {
             Some((2.597, "dp_accounting 0.6.0"))
         }
         Method::Pld if close(q, 256.0 / 60_000.0) && close(sigma, 1.1) && steps == 14_063 => {
@@ -166,7 +179,10 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
                     steps,
                     metrics: BTreeMap::from([
                         ("epsilon".to_owned(), epsilon),
-                        ("sampling_probability".to_owned(), setting.sampling_probability),
+                        (
+                            "sampling_probability".to_owned(),
+                            setting.sampling_probability,
+                        ),
                     ]),
                     details: BTreeMap::from([(
                         "guarantee".to_owned(),
@@ -191,12 +207,19 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
             .map(|(method, curve)| {
                 let ours = curve.last().map_or(f64::NAN, |point| point.1);
                 match published(setting, *method) {
-                    Some((value, source)) => format!("{}: {ours:.3} (published {value}, {source})", method.label()),
+                    Some((value, source)) => format!(
+                        "{}: {ours:.3} (published {value}, {source})",
+                        method.label()
+                    ),
                     None => format!("{}: {ours:.3}", method.label()),
                 }
             })
             .collect();
-        progress.finish(&format!("T = {}: {}", setting.steps, final_values.join("; ")));
+        progress.finish(&format!(
+            "T = {}: {}",
+            setting.steps,
+            final_values.join("; ")
+        ));
 
         markdown.push_str(&format!(
             "### {}\n\nq = {}, σ = {}, δ = {}.\n\n",
@@ -220,10 +243,20 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
             series: METHODS
                 .iter()
                 .zip(curves)
-                .map(|(method, points)| Series { label: method.label().to_owned(), points })
+                .map(|(method, points)| Series {
+                    label: method.label().to_owned(),
+                    points,
+                })
                 .collect(),
         };
-        plots.extend(chart.write(&context.out_dir, &format!("epsilon_vs_steps_{setting_index}"))?);
+        plots.extend(chart.write(
+            &context.out_dir,
+            &format!("epsilon_vs_steps_{setting_index}"),
+        )?);
     }
-    Ok(ExperimentOutput { runs, markdown, plots })
+    Ok(ExperimentOutput {
+        runs,
+        markdown,
+        plots,
+    })
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{ExperimentContext, parameters, run_seed};
 use crate::plot::{LineChart, Series};
 use crate::report::{ExperimentOutput, RunRecord, markdown_table};
-use crate::training::{self, ACCOUNTANT, Privacy, TrainingSpec};
+use crate::training::{self, ACCOUNTANT, ENGINE, Privacy, TrainingSpec};
 
 #[derive(Deserialize)]
 struct Parameters {
@@ -32,10 +32,15 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
     let num_classes = data.train.num_classes();
 
     let mut privacies = vec![Privacy::NonPrivate];
-    privacies.extend(parameters.epsilons.iter().map(|&target_epsilon| Privacy::Private {
-        target_epsilon,
-        delta: parameters.delta,
-    }));
+    privacies.extend(
+        parameters
+            .epsilons
+            .iter()
+            .map(|&target_epsilon| Privacy::Private {
+                target_epsilon,
+                delta: parameters.delta,
+            }),
+    );
     let mut runs = Vec::new();
     let mut rows = Vec::new();
     let mut private_points = Vec::new();
@@ -53,8 +58,12 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         }
         rows.push(vec![
             label.clone(),
-            trained.epsilon.map_or("∞ (not private)".to_owned(), |e| format!("{e:.3}")),
-            trained.noise_multiplier.map_or("-".to_owned(), |s| format!("{s:.3}")),
+            trained
+                .epsilon
+                .map_or("∞ (not private)".to_owned(), |e| format!("{e:.3}")),
+            trained
+                .noise_multiplier
+                .map_or("-".to_owned(), |s| format!("{s:.3}")),
             trained.steps.to_string(),
             format!("{:.2}%", 100.0 * train_accuracy),
             format!("{:.2}%", 100.0 * test_accuracy),
@@ -67,7 +76,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
             delta: parameters.delta,
             noise_multiplier: trained.noise_multiplier,
             accountant: ACCOUNTANT.to_string(),
-            engine: "ndarray-bookkeeping".to_owned(),
+            engine: ENGINE.to_owned(),
             seed,
             steps: trained.steps,
             metrics: BTreeMap::from([
@@ -92,7 +101,15 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         parameters.mlp.epochs
     );
     markdown.push_str(&markdown_table(
-        &["run", "ε", "σ", "steps", "train accuracy", "test accuracy", "time"],
+        &[
+            "run",
+            "ε",
+            "σ",
+            "steps",
+            "train accuracy",
+            "test accuracy",
+            "time",
+        ],
         &rows,
     ));
     markdown.push_str(&format!(
@@ -106,11 +123,16 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         100.0 * OPACUS_NON_PRIVATE
     ));
 
-    let mut series = vec![Series { label: "DP-SGD, MLP (this run)".to_owned(), points: private_points.clone() }];
+    let mut series = vec![Series {
+        label: "DP-SGD, MLP (this run)".to_owned(),
+        points: private_points.clone(),
+    }];
     if let Some(accuracy) = non_private_accuracy {
         let (low, high) = private_points
             .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), (e, _)| (l.min(*e), h.max(*e)));
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), (e, _)| {
+                (l.min(*e), h.max(*e))
+            });
         if low.is_finite() {
             series.push(Series {
                 label: "non-private MLP (this run)".to_owned(),
@@ -131,7 +153,11 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         series,
     };
     let plots = chart.write(&context.out_dir, "accuracy_vs_epsilon")?;
-    Ok(ExperimentOutput { runs, markdown, plots })
+    Ok(ExperimentOutput {
+        runs,
+        markdown,
+        plots,
+    })
 }
 
 /// The facts of a training run that are not in [`RunRecord`]'s own fields.
@@ -152,12 +178,18 @@ pub fn training_details(spec: &TrainingSpec, privacy: Privacy) -> BTreeMap<Strin
     ]);
     match privacy {
         Privacy::NonPrivate => {
-            details.insert("sampler".to_owned(), "shuffled mini-batches (not private)".to_owned());
+            details.insert(
+                "sampler".to_owned(),
+                "shuffled mini-batches (not private)".to_owned(),
+            );
         }
         Privacy::Private { target_epsilon, .. } => {
             details.insert("sampler".to_owned(), "poisson".to_owned());
             details.insert("noise_mode".to_owned(), "secure".to_owned());
-            details.insert("clipping".to_owned(), format!("{:?} C = {}", spec.clipping, spec.max_grad_norm));
+            details.insert(
+                "clipping".to_owned(),
+                format!("{:?} C = {}", spec.clipping, spec.max_grad_norm),
+            );
             details.insert("target_epsilon".to_owned(), target_epsilon.to_string());
         }
     }

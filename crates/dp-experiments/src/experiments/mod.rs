@@ -10,15 +10,16 @@ use crate::Profile;
 use crate::report::ExperimentOutput;
 
 mod accounting;
+mod canary;
+mod label_dp;
 mod mnist;
 mod strong_composition;
+mod tips;
 
 /// What every experiment gets from the command line.
 pub struct ExperimentContext {
     /// The experiment's name.
     pub name: String,
-    /// How much work to do.
-    pub profile: Profile,
     /// Per-sample gradient engine for training runs.
     pub engine: String,
     /// Full data sets, if the user gave them.
@@ -39,13 +40,34 @@ pub struct Experiment {
 
 /// Every experiment, in the order of the report.
 pub const EXPERIMENTS: &[Experiment] = &[
-    Experiment { name: "accounting", run: accounting::run },
-    Experiment { name: "mnist", run: mnist::run },
+    Experiment {
+        name: "accounting",
+        run: accounting::run,
+    },
+    Experiment {
+        name: "mnist",
+        run: mnist::run,
+    },
+    Experiment {
+        name: "canary",
+        run: canary::run,
+    },
+    Experiment {
+        name: "tips",
+        run: tips::run,
+    },
+    Experiment {
+        name: "label-dp",
+        run: label_dp::run,
+    },
 ];
 
 /// Position of an experiment in the report (unknown names last).
 pub fn order_of(name: &str) -> usize {
-    EXPERIMENTS.iter().position(|experiment| experiment.name == name).unwrap_or(usize::MAX)
+    EXPERIMENTS
+        .iter()
+        .position(|experiment| experiment.name == name)
+        .unwrap_or(usize::MAX)
 }
 
 /// An experiment's configuration for one profile.
@@ -58,8 +80,12 @@ pub struct Config {
 
 /// Reads `path` and picks the table of `profile`.
 pub fn load_config(path: &Path, profile: Profile) -> Result<Config> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the experiment configuration {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the experiment configuration {}",
+            path.display()
+        )
+    })?;
     let mut document: toml::Table =
         toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
     let title = document

