@@ -12,6 +12,7 @@
 mod bench_summary;
 mod libtorch;
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -55,8 +56,14 @@ enum Task {
     },
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    if let Err(error) = run(Cli::parse()) {
+        eprintln!("{} {error:#}", paint("1;31", "[xtask] error:"));
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root)
         .with_context(|| format!("cannot enter the workspace root {}", root.display()))?;
@@ -66,7 +73,7 @@ fn main() -> Result<()> {
         }
         Task::Test { cargo_args } => test(&root, &cargo_args)?,
         Task::Ci => ci(&root)?,
-        Task::Experiments { args } => experiments(&root, &args)?,
+        Task::Experiments { args } => experiments(&args)?,
         Task::Bench { args } => bench(&root, &args)?,
     }
     Ok(())
@@ -108,7 +115,7 @@ fn ci(root: &Path) -> Result<()> {
     )?;
     test(root, &[])?;
     cargo(&["bench", "--workspace", "--no-run"], Some(&libtorch))?;
-    experiments(root, &["--profile".into(), "smoke".into()])?;
+    experiments(&["--profile".into(), "smoke".into()])?;
     step(&format!(
         "ci passed in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -116,29 +123,10 @@ fn ci(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Engines of dp-engine-tch: choosing one builds dp-experiments with libtorch.
-const TORCH_ENGINES: [&str; 4] = ["microbatch", "materialized", "ghost", "bookkeeping"];
-
-fn experiments(root: &Path, args: &[String]) -> Result<()> {
-    let wants_torch = args
-        .windows(2)
-        .any(|pair| pair[0] == "--engine" && TORCH_ENGINES.contains(&pair[1].as_str()))
-        || args.iter().any(|arg| {
-            arg.strip_prefix("--engine=")
-                .is_some_and(|engine| TORCH_ENGINES.contains(&engine))
-        });
-    let libtorch = if wants_torch {
-        Some(libtorch::provision(root)?)
-    } else {
-        None
-    };
-    let mut cargo_args = vec!["run", "--release", "--package", "dp-experiments"];
-    if wants_torch {
-        cargo_args.extend(["--features", "torch"]);
-    }
-    cargo_args.push("--");
+fn experiments(args: &[String]) -> Result<()> {
+    let mut cargo_args = vec!["run", "--release", "--package", "dp-experiments", "--"];
     cargo_args.extend(args.iter().map(String::as_str));
-    cargo(&cargo_args, libtorch.as_deref())
+    cargo(&cargo_args, None)
 }
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
@@ -154,7 +142,16 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
 
 /// Prints a step header the way cargo prints its own progress.
 fn step(message: &str) {
-    eprintln!("\x1b[1;32m[xtask]\x1b[0m {message}");
+    eprintln!("{} {message}", paint("1;32", "[xtask]"));
+}
+
+/// `text` in the ANSI colour `code` on a terminal, plain otherwise (CI logs).
+fn paint(code: &str, text: &str) -> String {
+    if std::io::stderr().is_terminal() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
 }
 
 /// Runs cargo with `args`, one OpenMP thread (libtorch thrashes on busy small machines) and,

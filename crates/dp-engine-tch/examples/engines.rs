@@ -154,22 +154,15 @@ fn main() -> anyhow::Result<()> {
         reference_time.as_secs_f64() * 1e3,
         "(reference)"
     );
-    let runs: [(
-        &str,
-        Box<dyn Fn() -> anyhow::Result<(Vec<Tensor>, Duration)>>,
-    ); 3] = [
+    let runs = [
         (
             "Materialized",
-            Box::new(|| train(Materialized::new(), &batches, device)),
+            train(Materialized::new(), &batches, device)?,
         ),
-        ("Ghost", Box::new(|| train(Ghost::new(), &batches, device))),
-        (
-            "BookKeeping",
-            Box::new(|| train(BookKeeping::new(), &batches, device)),
-        ),
+        ("Ghost", train(Ghost::new(), &batches, device)?),
+        ("BookKeeping", train(BookKeeping::new(), &batches, device)?),
     ];
-    for (name, run) in runs {
-        let (updates, time) = run()?;
+    for (name, (updates, time)) in runs {
         println!(
             "{name:<13} {:>12.1} {:>14.2e}",
             time.as_secs_f64() * 1e3,

@@ -53,7 +53,9 @@ struct Cli {
     /// How much work each experiment does.
     #[arg(long, value_enum, default_value_t = Profile::Default)]
     profile: Profile,
-    /// Per-sample gradient engine for the training runs.
+    /// Per-sample gradient engine for the training runs. Only `ndarray` (the pure-Rust
+    /// book-keeping engine) runs the experiments so far; the libtorch engines are measured by
+    /// `cargo xtask bench`.
     #[arg(long, default_value = "ndarray")]
     engine: String,
     /// Folder with full data sets in the standard formats (MNIST IDX files); default: the
@@ -96,6 +98,14 @@ fn run(cli: Cli) -> Result<()> {
             bail!("unknown experiment `{name}`; known: {}", known.join(", "));
         }
     }
+    if cli.engine != "ndarray" {
+        bail!(
+            "--engine {}: the experiments train with the pure-Rust `ndarray` engine only so far; \
+             the libtorch engines (microbatch, materialized, ghost, bookkeeping) are tested by \
+             `cargo xtask test` and timed by `cargo xtask bench`",
+            cli.engine
+        );
+    }
     std::fs::create_dir_all(&cli.out_dir)
         .with_context(|| format!("cannot create {}", cli.out_dir.display()))?;
     let provenance = Provenance {
@@ -117,7 +127,6 @@ fn run(cli: Cli) -> Result<()> {
         eprintln!("== {name} ({}): {}", cli.profile.name(), config.title);
         let context = ExperimentContext {
             name: name.clone(),
-            engine: cli.engine.clone(),
             data_dir: cli.data_dir.clone(),
             out_dir: cli.out_dir.join(name),
             seed: cli.seed,

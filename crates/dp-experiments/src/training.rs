@@ -41,14 +41,6 @@ pub enum Privacy {
 }
 
 impl Privacy {
-    /// The target ε, `None` when not private.
-    pub fn target_epsilon(self) -> Option<f64> {
-        match self {
-            Privacy::NonPrivate => None,
-            Privacy::Private { target_epsilon, .. } => Some(target_epsilon),
-        }
-    }
-
     /// A short label such as `non-private` or `eps=3`.
     pub fn label(self) -> String {
         match self {
@@ -134,20 +126,12 @@ pub fn train_mlp(
     label: &str,
 ) -> Result<Trained> {
     let started = Instant::now();
-    let mut init_rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut widths = vec![train.features().ncols()];
-    widths.extend(&spec.hidden);
-    widths.push(num_classes);
-    let mut model = Mlp::new(&widths, Activation::Tanh, &mut init_rng)?;
-    let mut optimizer = if spec.weight_decay > 0.0 {
-        Optimizer::adamw(0.9, 0.999, 1e-8, spec.weight_decay)?
-    } else {
-        Optimizer::sgd(spec.momentum)?
-    };
-    let schedule = LearningRateSchedule::constant(spec.learning_rate)?;
-    let examples = train.features().nrows();
     match privacy {
         Privacy::NonPrivate => {
+            let mut init_rng = ChaCha20Rng::seed_from_u64(seed);
+            let (mut model, mut optimizer, schedule) =
+                new_model_and_optimizer(train, num_classes, spec, &mut init_rng)?;
+            let examples = train.features().nrows();
             let epochs = spec.epochs.ceil() as usize;
             let progress = RunProgress::new(label, epochs as u64);
             let batch_size = spec.batch_size.round().max(1.0) as usize;
@@ -176,50 +160,115 @@ pub fn train_mlp(
             target_epsilon,
             delta,
         } => {
-            let sampling_probability = spec.batch_size / examples as f64;
-            let steps = (spec.epochs / sampling_probability).ceil() as u64;
-            let config = DpSgdConfig::calibrated(
-                ACCOUNTANT,
-                target_epsilon,
-                sampling_probability,
-                steps,
-                delta,
-            )
-            .with_context(|| format!("cannot calibrate σ for ε = {target_epsilon}"))?
-            .with_max_physical_batch_size(512)?
-            .with_noise_mode(NoiseMode::Secure);
-            let progress = RunProgress::new(label, steps);
-            let private = PrivateRun {
-                model,
-                data: train.clone(),
-                optimizer,
-                schedule,
-                config: &config,
-                augmentation_views: spec.augmentation_views,
-            };
-            let (model, epsilon) = match spec.clipping {
-                Clipping::Flat => {
-                    private.run(FlatClip::new(spec.max_grad_norm)?, seed, &progress)?
-                }
-                Clipping::Automatic => private.run(
-                    AutomaticClip::new(spec.max_grad_norm, 0.01)?,
-                    seed,
-                    &progress,
-                )?,
-            };
-            progress.finish(&format!(
-                "σ = {:.3}, {steps} steps, ε = {epsilon:.3}",
-                config.noise_multiplier()
-            ));
-            Ok(Trained {
-                model,
-                epsilon: Some(epsilon),
-                noise_multiplier: Some(config.noise_multiplier()),
-                steps,
-                seconds: started.elapsed().as_secs_f64(),
-            })
+            let config = private_config(spec, train.features().nrows(), target_epsilon, delta)?;
+            let mut trained = train_mlp_private(train, num_classes, spec, &config, seed, label)?;
+            trained.seconds = started.elapsed().as_secs_f64();
+            Ok(trained)
         }
     }
+}
+
+/// The DP-SGD configuration [`train_mlp`] uses for `spec` on `examples` examples: sampling
+/// probability `batch_size / examples`, `ceil(epochs / sampling_probability)` steps, secure
+/// noise, and σ calibrated with [`ACCOUNTANT`] so that ε(`delta`) after all steps is at most
+/// `target_epsilon`.
+///
+/// # Errors
+///
+/// If the spec's batch size, epochs or the privacy parameters are invalid, or no σ reaches the
+/// target.
+pub fn private_config(
+    spec: &TrainingSpec,
+    examples: usize,
+    target_epsilon: f64,
+    delta: f64,
+) -> Result<DpSgdConfig> {
+    let sampling_probability = spec.batch_size / examples as f64;
+    let steps = (spec.epochs / sampling_probability).ceil() as u64;
+    Ok(DpSgdConfig::calibrated(
+        ACCOUNTANT,
+        target_epsilon,
+        sampling_probability,
+        steps,
+        delta,
+    )
+    .with_context(|| format!("cannot calibrate σ for ε = {target_epsilon}"))?
+    .with_max_physical_batch_size(512)?
+    .with_noise_mode(NoiseMode::Secure))
+}
+
+/// Trains an MLP with DP-SGD under a configuration fixed in advance (see [`private_config`]).
+///
+/// # Privacy
+///
+/// The sampling probability, steps and σ come from `config`, not from the size of `train`, so
+/// runs on neighbouring data sets (with and without one example) are the same mechanism, as
+/// an audit's add/remove-one hypothesis test requires. ε is reported by [`ACCOUNTANT`].
+///
+/// # Errors
+///
+/// If the model cannot be built or a training step fails.
+pub fn train_mlp_private(
+    train: &ArrayDataset,
+    num_classes: usize,
+    spec: &TrainingSpec,
+    config: &DpSgdConfig,
+    seed: u64,
+    label: &str,
+) -> Result<Trained> {
+    let started = Instant::now();
+    let mut init_rng = ChaCha20Rng::seed_from_u64(seed);
+    let (model, optimizer, schedule) =
+        new_model_and_optimizer(train, num_classes, spec, &mut init_rng)?;
+    let steps = config.steps();
+    let progress = RunProgress::new(label, steps);
+    let private = PrivateRun {
+        model,
+        data: train.clone(),
+        optimizer,
+        schedule,
+        config,
+        augmentation_views: spec.augmentation_views,
+    };
+    let (model, epsilon) = match spec.clipping {
+        Clipping::Flat => private.run(FlatClip::new(spec.max_grad_norm)?, seed, &progress)?,
+        Clipping::Automatic => private.run(
+            AutomaticClip::new(spec.max_grad_norm, 0.01)?,
+            seed,
+            &progress,
+        )?,
+    };
+    progress.finish(&format!(
+        "σ = {:.3}, {steps} steps, ε = {epsilon:.3}",
+        config.noise_multiplier()
+    ));
+    Ok(Trained {
+        model,
+        epsilon: Some(epsilon),
+        noise_multiplier: Some(config.noise_multiplier()),
+        steps,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A freshly initialized MLP for `spec`, its optimizer and its learning-rate schedule.
+fn new_model_and_optimizer(
+    train: &ArrayDataset,
+    num_classes: usize,
+    spec: &TrainingSpec,
+    init_rng: &mut ChaCha20Rng,
+) -> Result<(Mlp, Optimizer, LearningRateSchedule)> {
+    let mut widths = vec![train.features().ncols()];
+    widths.extend(&spec.hidden);
+    widths.push(num_classes);
+    let model = Mlp::new(&widths, Activation::Tanh, init_rng)?;
+    let optimizer = if spec.weight_decay > 0.0 {
+        Optimizer::adamw(0.9, 0.999, 1e-8, spec.weight_decay)?
+    } else {
+        Optimizer::sgd(spec.momentum)?
+    };
+    let schedule = LearningRateSchedule::constant(spec.learning_rate)?;
+    Ok((model, optimizer, schedule))
 }
 
 /// What a private run needs besides its clip policy.

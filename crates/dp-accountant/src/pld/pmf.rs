@@ -235,19 +235,43 @@ fn ln_mgf(probs: &[f64], lambda: f64) -> f64 {
 }
 
 /// Σ_i p_i step^i over `terms`, stopping once the weight is negligible and adding the most
-/// the remaining terms could contribute (their total mass is at most 1).
+/// the remaining terms could contribute (their total mass is at most 1). Four interleaved
+/// accumulators break the multiply chain.
 fn geometric_weighted_sum<'a>(terms: impl Iterator<Item = &'a f64>, step: f64) -> f64 {
     const NEGLIGIBLE_WEIGHT: f64 = 1e-300;
-    let mut weight = 1.0;
-    let mut sum = 0.0;
-    for &p in terms {
-        sum += p * weight;
-        weight *= step;
-        if weight < NEGLIGIBLE_WEIGHT {
-            return sum + NEGLIGIBLE_WEIGHT;
+    let step4 = step.powi(4);
+    let mut weights = [1.0, step, step * step, step * step * step];
+    let mut sums = [0.0; 4];
+    let mut chunks = ChunksOf4 { inner: terms };
+    while let Some(chunk) = chunks.next_chunk() {
+        for ((sum, weight), p) in sums.iter_mut().zip(&mut weights).zip(chunk) {
+            *sum += p * *weight;
+            *weight *= step4;
+        }
+        if weights[0] < NEGLIGIBLE_WEIGHT {
+            return sums.iter().sum::<f64>() + NEGLIGIBLE_WEIGHT;
         }
     }
-    sum
+    sums.iter().sum()
+}
+
+/// Groups an iterator of probabilities into chunks of four (the last padded with zeros).
+struct ChunksOf4<I> {
+    inner: I,
+}
+
+impl<'a, I: Iterator<Item = &'a f64>> ChunksOf4<I> {
+    fn next_chunk(&mut self) -> Option<[f64; 4]> {
+        let first = *self.inner.next()?;
+        let mut chunk = [first, 0.0, 0.0, 0.0];
+        for slot in chunk.iter_mut().skip(1) {
+            match self.inner.next() {
+                Some(&p) => *slot = p,
+                None => break,
+            }
+        }
+        Some(chunk)
+    }
 }
 
 /// The composition window [low, high] (relative index, from Σ c_j·offset_j) outside which

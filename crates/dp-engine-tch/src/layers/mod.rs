@@ -301,10 +301,10 @@ pub(crate) fn scale_of(scales: &[Tensor], index: usize) -> Result<&Tensor> {
 
 /// The tensors joined along `dim`; a single tensor is returned as is (no copy).
 pub(crate) fn concatenate(mut tensors: Vec<Tensor>, dim: i64) -> Result<Tensor> {
-    if tensors.len() == 1 {
-        if let Some(only) = tensors.pop() {
-            return Ok(only);
-        }
+    if tensors.len() == 1
+        && let Some(only) = tensors.pop()
+    {
+        return Ok(only);
     }
     Ok(Tensor::f_cat(&tensors, dim)?)
 }

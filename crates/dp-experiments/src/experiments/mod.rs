@@ -11,7 +11,9 @@ use crate::report::ExperimentOutput;
 
 mod accounting;
 mod canary;
+mod engines;
 mod label_dp;
+mod mia;
 mod mnist;
 mod strong_composition;
 mod tips;
@@ -20,8 +22,6 @@ mod tips;
 pub struct ExperimentContext {
     /// The experiment's name.
     pub name: String,
-    /// Per-sample gradient engine for training runs.
-    pub engine: String,
     /// Full data sets, if the user gave them.
     pub data_dir: Option<PathBuf>,
     /// Folder for this experiment's results and plots.
@@ -53,12 +53,20 @@ pub const EXPERIMENTS: &[Experiment] = &[
         run: canary::run,
     },
     Experiment {
+        name: "mia",
+        run: mia::run,
+    },
+    Experiment {
         name: "tips",
         run: tips::run,
     },
     Experiment {
         name: "label-dp",
         run: label_dp::run,
+    },
+    Experiment {
+        name: "engines",
+        run: engines::run,
     },
 ];
 
