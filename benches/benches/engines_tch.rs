@@ -45,11 +45,7 @@ fn synchronize(device: Device) {
     }
 }
 
-fn non_private_step<E>(
-    engine: &mut E,
-    model: &mut DpModel,
-    batch: &TensorBatch,
-) -> BenchResult
+fn non_private_step<E>(engine: &mut E, model: &mut DpModel, batch: &TensorBatch) -> BenchResult
 where
     E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
 {

@@ -55,8 +55,11 @@ pub enum AccountantKind {
 
 impl AccountantKind {
     /// All kinds, in the order RDP, GDP, PLD.
-    pub const ALL: [AccountantKind; 3] =
-        [AccountantKind::Rdp, AccountantKind::Gdp, AccountantKind::Pld];
+    pub const ALL: [AccountantKind; 3] = [
+        AccountantKind::Rdp,
+        AccountantKind::Gdp,
+        AccountantKind::Pld,
+    ];
 
     /// A fresh accountant of this kind with its default settings under `relation`.
     ///
@@ -84,7 +87,10 @@ impl AccountantKind {
     /// # Errors
     ///
     /// Any error [`PrivacyAccountant::compose`] would raise for one of the ledger's events.
-    pub fn restore(self, ledger: &Ledger) -> Result<Box<dyn PrivacyAccountant + Send>, AccountantError> {
+    pub fn restore(
+        self,
+        ledger: &Ledger,
+    ) -> Result<Box<dyn PrivacyAccountant + Send>, AccountantError> {
         let mut accountant = self.accountant(ledger.neighbouring_relation());
         accountant.restore(ledger)?;
         Ok(accountant)
@@ -114,7 +120,9 @@ impl FromStr for AccountantKind {
             "rdp" => Ok(AccountantKind::Rdp),
             "gdp" => Ok(AccountantKind::Gdp),
             "pld" => Ok(AccountantKind::Pld),
-            other => Err(format!("unknown accountant {other:?} (expected rdp, gdp or pld)")),
+            other => Err(format!(
+                "unknown accountant {other:?} (expected rdp, gdp or pld)"
+            )),
         }
     }
 }
@@ -239,7 +247,10 @@ pub(crate) fn check_ledger(
             accountant: accountant.neighbouring_relation(),
         });
     }
-    ledger.entries().iter().try_for_each(|entry| accountant.check(&entry.event))
+    ledger
+        .entries()
+        .iter()
+        .try_for_each(|entry| accountant.check(&entry.event))
 }
 
 /// The error an accountant returns for an event it does not handle.
@@ -248,5 +259,9 @@ pub(crate) fn unsupported(
     event: &DpEvent,
     reason: impl Into<String>,
 ) -> AccountantError {
-    AccountantError::UnsupportedEvent { accountant, event: event.describe(), reason: reason.into() }
+    AccountantError::UnsupportedEvent {
+        accountant,
+        event: event.describe(),
+        reason: reason.into(),
+    }
 }

@@ -18,6 +18,10 @@ const NOISE_MULTIPLIER_RELATIVE_TOLERANCE: f64 = 1e-6;
 /// Step counts searched up to this bound.
 const MAX_STEPS: u64 = 1 << 40;
 
+/// Interpolation steps in a row that fail to halve the bracket before one bisection step
+/// (Illinois usually closes the bracket from the stagnant side within three).
+const SLOW_STEPS_BEFORE_BISECTION: u32 = 4;
+
 /// Iteration cap of the noise search (each iteration halves the bracket at worst every
 /// other step, so this is never reached for the tolerance above).
 const MAX_SEARCH_ITERATIONS: u32 = 200;
@@ -62,7 +66,9 @@ pub fn dp_sgd_epsilon(
 
 /// The event of `steps` DP-SGD steps: `gaussian(σ).poisson_sampled(q).repeated(steps)`.
 pub fn dp_sgd_event(noise_multiplier: f64, sampling_probability: f64, steps: u64) -> DpEvent {
-    DpEvent::gaussian(noise_multiplier).poisson_sampled(sampling_probability).repeated(steps)
+    DpEvent::gaussian(noise_multiplier)
+        .poisson_sampled(sampling_probability)
+        .repeated(steps)
 }
 
 fn check_steps(steps: u64) -> Result<(), AccountantError> {
@@ -77,7 +83,11 @@ fn check_target(target_epsilon: f64) -> Result<(), AccountantError> {
     if target_epsilon.is_finite() && target_epsilon > 0.0 {
         Ok(())
     } else {
-        Err(AccountantError::invalid("target_epsilon", target_epsilon, "must be finite and > 0"))
+        Err(AccountantError::invalid(
+            "target_epsilon",
+            target_epsilon,
+            "must be finite and > 0",
+        ))
     }
 }
 
@@ -85,7 +95,11 @@ fn check_sampling_probability(q: f64) -> Result<(), AccountantError> {
     if q.is_finite() && q > 0.0 && q <= 1.0 {
         Ok(())
     } else {
-        Err(AccountantError::invalid("sampling_probability", q, "must lie in (0, 1]"))
+        Err(AccountantError::invalid(
+            "sampling_probability",
+            q,
+            "must lie in (0, 1]",
+        ))
     }
 }
 
@@ -128,48 +142,110 @@ pub fn calibrate_noise_multiplier(
     };
     // A cheap starting point: RDP's answer is close (and for PLD an over-estimate).
     let start = match kind {
-        AccountantKind::Pld => calibrate_noise_multiplier(AccountantKind::Rdp, target_epsilon, delta, sampling_probability, steps)
-            .unwrap_or(1.0),
+        AccountantKind::Pld => calibrate_noise_multiplier(
+            AccountantKind::Rdp,
+            target_epsilon,
+            delta,
+            sampling_probability,
+            steps,
+        )
+        .unwrap_or(1.0),
         AccountantKind::Rdp | AccountantKind::Gdp => 1.0,
     };
-    let (mut low, mut high) = bracket_noise(start, target_epsilon, &epsilon)?;
-    // Invariant: ε(low.0) > target >= ε(high.0); shrink with secant steps in ln σ,
-    // falling back to bisection when the secant step stalls.
-    let mut bisect_next = false;
+    let (low, high) = bracket_noise(start, target_epsilon, &epsilon)?;
+    // Shrink the bracket in (ln σ, ln ε), where the curve is nearly a straight line.
+    let ln_target = target_epsilon.ln();
+    let mut search = Bracket::new(
+        (low.0.ln(), low.1.ln() - ln_target),
+        (high.0.ln(), high.1.ln() - ln_target),
+    );
     for _ in 0..MAX_SEARCH_ITERATIONS {
-        if high.0 - low.0 <= NOISE_MULTIPLIER_RELATIVE_TOLERANCE * high.0 {
-            return Ok(high.0);
+        let (ln_low, ln_high) = (search.fails.0, search.meets.0);
+        if ln_high - ln_low <= NOISE_MULTIPLIER_RELATIVE_TOLERANCE {
+            break;
         }
-        let (ln_low, ln_high) = (low.0.ln(), high.0.ln());
-        let midpoint = 0.5 * (ln_low + ln_high);
-        let secant = ln_low + (low.1 - target_epsilon) / (low.1 - high.1) * (ln_high - ln_low);
-        let width = ln_high - ln_low;
-        let candidate = if bisect_next || !secant.is_finite() {
-            midpoint
-        } else {
-            // Keep the point inside the middle of the bracket, nudged towards the safe side.
-            secant.clamp(ln_low + 0.02 * width, ln_high - 0.02 * width)
-        };
-        let sigma = candidate.exp();
+        let sigma = search.candidate().exp();
         let value = epsilon(sigma)?;
-        let previous_width = high.0 - low.0;
-        if value > target_epsilon {
-            low = (sigma, value);
-        } else {
-            high = (sigma, value);
-        }
-        // Bisect next time if this step removed less than half the bracket.
-        bisect_next = (high.0 - low.0) > 0.5 * previous_width;
+        search.update(sigma.ln(), value.ln() - ln_target);
     }
-    Ok(high.0)
+    Ok(search.meets.0.exp())
 }
+
+/// A bracket [fails, meets] of a decreasing-or-increasing function f (f > 0 fails the
+/// target, f <= 0 meets it), shrunk by the Illinois variant of regula falsi (Dowell and
+/// Jarratt 1971), which converges superlinearly and keeps the bracket; after
+/// `SLOW_STEPS_BEFORE_BISECTION` steps that did not halve the bracket, one bisection step.
+struct Bracket {
+    /// (x, f(x)) with f > 0.
+    fails: (f64, f64),
+    /// (x, f(x)) with f <= 0.
+    meets: (f64, f64),
+    /// The f values used for interpolation (one may be halved by the Illinois rule).
+    weights: (f64, f64),
+    last_moved_meets: Option<bool>,
+    slow_steps: u32,
+}
+
+impl Bracket {
+    fn new(fails: (f64, f64), meets: (f64, f64)) -> Self {
+        Bracket {
+            fails,
+            meets,
+            weights: (fails.1, meets.1),
+            last_moved_meets: None,
+            slow_steps: 0,
+        }
+    }
+
+    fn candidate(&self) -> f64 {
+        let (a, b) = (self.fails.0, self.meets.0);
+        let (fa, fb) = self.weights;
+        let interpolated = (a * fb - b * fa) / (fb - fa);
+        let width = b - a;
+        if self.slow_steps >= SLOW_STEPS_BEFORE_BISECTION || !interpolated.is_finite() {
+            0.5 * (a + b)
+        } else {
+            // Stay strictly inside, so that every step shrinks the bracket.
+            let margin = 1e-3 * width.abs();
+            interpolated.clamp(a.min(b) + margin, a.max(b) - margin)
+        }
+    }
+
+    fn update(&mut self, x: f64, value: f64) {
+        let before = (self.meets.0 - self.fails.0).abs();
+        let moved_meets = value <= 0.0;
+        if moved_meets {
+            self.meets = (x, value);
+            self.weights.1 = value;
+            if self.last_moved_meets == Some(true) {
+                self.weights.0 *= 0.5;
+            }
+        } else {
+            self.fails = (x, value);
+            self.weights.0 = value;
+            if self.last_moved_meets == Some(false) {
+                self.weights.1 *= 0.5;
+            }
+        }
+        self.last_moved_meets = Some(moved_meets);
+        let after = (self.meets.0 - self.fails.0).abs();
+        self.slow_steps = if after > 0.5 * before {
+            self.slow_steps + 1
+        } else {
+            0
+        };
+    }
+}
+
+/// A parameter and the ε it gives.
+type Evaluated = (f64, f64);
 
 /// Finds (σ_low, ε_low), (σ_high, ε_high) with ε_low > target >= ε_high, starting at `start`.
 fn bracket_noise(
     start: f64,
     target: f64,
     epsilon: &dyn Fn(f64) -> Result<f64, AccountantError>,
-) -> Result<((f64, f64), (f64, f64)), AccountantError> {
+) -> Result<(Evaluated, Evaluated), AccountantError> {
     let (min, max) = NOISE_MULTIPLIER_RANGE;
     let start = start.clamp(min, max);
     let first = (start, epsilon(start)?);
@@ -186,7 +262,9 @@ fn bracket_noise(
             if sigma <= min {
                 return Err(AccountantError::Unreachable {
                     parameter: "noise_multiplier",
-                    reason: format!("every noise multiplier down to {min} already meets ε <= {target}"),
+                    reason: format!(
+                        "every noise multiplier down to {min} already meets ε <= {target}"
+                    ),
                 });
             }
         }
@@ -243,7 +321,8 @@ pub fn calibrate_steps(
     check_sampling_probability(sampling_probability)?;
     DpEvent::gaussian(noise_multiplier).validate()?;
     let epsilon = |steps: u64| -> Result<f64, AccountantError> {
-        dp_sgd_epsilon(kind, noise_multiplier, sampling_probability, steps, delta).map(|r| r.epsilon)
+        dp_sgd_epsilon(kind, noise_multiplier, sampling_probability, steps, delta)
+            .map(|r| r.epsilon)
     };
     if epsilon(1)? > target_epsilon {
         return Err(AccountantError::Unreachable {
@@ -251,28 +330,57 @@ pub fn calibrate_steps(
             reason: format!("a single step already exceeds ε = {target_epsilon}"),
         });
     }
-    // Invariant: ε(good) <= target < ε(bad).
-    let mut good = 1_u64;
-    let mut bad = loop {
-        let next = good.saturating_mul(2);
-        if next > MAX_STEPS {
-            return Err(AccountantError::Unreachable {
-                parameter: "steps",
-                reason: format!("more than {MAX_STEPS} steps stay within ε = {target_epsilon}"),
-            });
-        }
-        if epsilon(next)? > target_epsilon {
-            break next;
-        }
-        good = next;
+    let too_many = || AccountantError::Unreachable {
+        parameter: "steps",
+        reason: format!("more than {MAX_STEPS} steps stay within ε = {target_epsilon}"),
     };
-    while bad - good > 1 {
-        let middle = good + (bad - good) / 2;
-        if epsilon(middle)? > target_epsilon {
-            bad = middle;
-        } else {
-            good = middle;
+    // Bracket by doubling from 1 (or from RDP's answer for PLD: PLD is the tighter bound,
+    // so RDP's step count is a good, cheap starting point).
+    let start = match kind {
+        AccountantKind::Pld => calibrate_steps(
+            AccountantKind::Rdp,
+            noise_multiplier,
+            target_epsilon,
+            delta,
+            sampling_probability,
+        )
+        .unwrap_or(1)
+        .max(1),
+        AccountantKind::Rdp | AccountantKind::Gdp => 1,
+    };
+    let ln_target = target_epsilon.ln();
+    let mut good = (1_u64, epsilon(1)?);
+    if start > 1 {
+        let value = epsilon(start)?;
+        if value <= target_epsilon {
+            good = (start, value);
         }
     }
-    Ok(good)
+    let mut bad = loop {
+        let next = good.0.saturating_mul(2);
+        if next > MAX_STEPS {
+            return Err(too_many());
+        }
+        let value = epsilon(next)?;
+        if value > target_epsilon {
+            break (next, value);
+        }
+        good = (next, value);
+    };
+    // Invariant: ε(good) <= target < ε(bad); interpolate in (ln T, ln ε).
+    let as_point = |(steps, value): (u64, f64)| ((steps as f64).ln(), value.ln() - ln_target);
+    let mut search = Bracket::new(as_point(bad), as_point(good));
+    while bad.0 - good.0 > 1 {
+        // Round the candidate into the open interval (good, bad).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let steps = (search.candidate().exp().round() as u64).clamp(good.0 + 1, bad.0 - 1);
+        let value = epsilon(steps)?;
+        if value > target_epsilon {
+            bad = (steps, value);
+        } else {
+            good = (steps, value);
+        }
+        search.update((steps as f64).ln(), value.ln() - ln_target);
+    }
+    Ok(good.0)
 }

@@ -62,7 +62,11 @@ pub enum AccountantError {
 
 impl AccountantError {
     pub(crate) fn invalid(name: &'static str, value: f64, reason: &'static str) -> Self {
-        AccountantError::InvalidParameter { name, value, reason }
+        AccountantError::InvalidParameter {
+            name,
+            value,
+            reason,
+        }
     }
 }
 
@@ -80,6 +84,10 @@ pub(crate) fn check_non_negative(name: &'static str, value: f64) -> Result<(), A
     if value.is_finite() && value >= 0.0 {
         Ok(())
     } else {
-        Err(AccountantError::invalid(name, value, "must be finite and >= 0"))
+        Err(AccountantError::invalid(
+            name,
+            value,
+            "must be finite and >= 0",
+        ))
     }
 }

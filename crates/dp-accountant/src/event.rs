@@ -101,12 +101,18 @@ impl DpEvent {
 
     /// k-ary randomized response with the given noise parameter and number of buckets.
     pub fn randomized_response(noise_parameter: f64, num_buckets: u64) -> Self {
-        DpEvent::RandomizedResponse { noise_parameter, num_buckets }
+        DpEvent::RandomizedResponse {
+            noise_parameter,
+            num_buckets,
+        }
     }
 
     /// This event run on a Poisson subsample with the given inclusion probability.
     pub fn poisson_sampled(self, sampling_probability: f64) -> Self {
-        DpEvent::PoissonSampled { sampling_probability, event: Box::new(self) }
+        DpEvent::PoissonSampled {
+            sampling_probability,
+            event: Box::new(self),
+        }
     }
 
     /// This event run on a uniformly random fixed-size subset (sampling without replacement).
@@ -120,7 +126,10 @@ impl DpEvent {
 
     /// This event composed with itself `count` times.
     pub fn repeated(self, count: u64) -> Self {
-        DpEvent::SelfComposed { event: Box::new(self), count }
+        DpEvent::SelfComposed {
+            event: Box::new(self),
+            count,
+        }
     }
 
     /// This event followed by `other`.
@@ -163,7 +172,10 @@ impl DpEvent {
                 check_positive_finite("noise_multiplier", *noise_multiplier)
             }
             DpEvent::Laplace { scale } => check_positive_finite("scale", *scale),
-            DpEvent::RandomizedResponse { noise_parameter, num_buckets } => {
+            DpEvent::RandomizedResponse {
+                noise_parameter,
+                num_buckets,
+            } => {
                 if !(noise_parameter.is_finite() && (0.0..=1.0).contains(noise_parameter)) {
                     return Err(AccountantError::invalid(
                         "noise_parameter",
@@ -180,7 +192,10 @@ impl DpEvent {
                 }
                 Ok(())
             }
-            DpEvent::PoissonSampled { sampling_probability, event } => {
+            DpEvent::PoissonSampled {
+                sampling_probability,
+                event,
+            } => {
                 let q = *sampling_probability;
                 if !(q.is_finite() && q > 0.0 && q <= 1.0) {
                     return Err(AccountantError::invalid(
@@ -191,7 +206,11 @@ impl DpEvent {
                 }
                 event.validate()
             }
-            DpEvent::SampledWithoutReplacement { source_dataset_size, sample_size, event } => {
+            DpEvent::SampledWithoutReplacement {
+                source_dataset_size,
+                sample_size,
+                event,
+            } => {
                 if *source_dataset_size == 0 {
                     return Err(AccountantError::invalid(
                         "source_dataset_size",
@@ -222,14 +241,24 @@ impl DpEvent {
                 format!("Gaussian(noise_multiplier = {noise_multiplier})")
             }
             DpEvent::Laplace { scale } => format!("Laplace(scale = {scale})"),
-            DpEvent::RandomizedResponse { noise_parameter, num_buckets } => format!(
+            DpEvent::RandomizedResponse {
+                noise_parameter,
+                num_buckets,
+            } => format!(
                 "RandomizedResponse(noise_parameter = {noise_parameter}, num_buckets = {num_buckets})"
             ),
-            DpEvent::PoissonSampled { sampling_probability, event } => format!(
+            DpEvent::PoissonSampled {
+                sampling_probability,
+                event,
+            } => format!(
                 "PoissonSampled(sampling_probability = {sampling_probability}, {})",
                 event.describe()
             ),
-            DpEvent::SampledWithoutReplacement { source_dataset_size, sample_size, event } => {
+            DpEvent::SampledWithoutReplacement {
+                source_dataset_size,
+                sample_size,
+                event,
+            } => {
                 format!(
                     "SampledWithoutReplacement({sample_size} of {source_dataset_size}, {})",
                     event.describe()
@@ -248,7 +277,13 @@ impl DpEvent {
     /// are one Gaussian with multiplier (Σ σ_i^-2)^(-1/2)). `Some(f64::INFINITY)` when the
     /// event releases nothing (no Gaussian at all); `None` when some part is not Gaussian.
     pub(crate) fn effective_gaussian_noise_multiplier(&self) -> Option<f64> {
-        self.inverse_square_noise().map(|s| if s == 0.0 { f64::INFINITY } else { s.recip().sqrt() })
+        self.inverse_square_noise().map(|s| {
+            if s == 0.0 {
+                f64::INFINITY
+            } else {
+                s.recip().sqrt()
+            }
+        })
     }
 
     /// Σ σ_i^-2 over the Gaussians in this event, or `None` if a part is not Gaussian.
@@ -259,9 +294,10 @@ impl DpEvent {
             DpEvent::SelfComposed { event, count } => {
                 event.inverse_square_noise().map(|s| s * *count as f64)
             }
-            DpEvent::Composed(events) => {
-                events.iter().map(DpEvent::inverse_square_noise).sum::<Option<f64>>()
-            }
+            DpEvent::Composed(events) => events
+                .iter()
+                .map(DpEvent::inverse_square_noise)
+                .sum::<Option<f64>>(),
             _ => None,
         }
     }
@@ -271,6 +307,10 @@ fn check_positive_finite(name: &'static str, value: f64) -> Result<(), Accountan
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(AccountantError::invalid(name, value, "must be finite and > 0"))
+        Err(AccountantError::invalid(
+            name,
+            value,
+            "must be finite and > 0",
+        ))
     }
 }

@@ -50,14 +50,18 @@ pub struct GdpAccountant {
 impl GdpAccountant {
     /// An empty accountant.
     pub fn new(neighbouring_relation: NeighbouringRelation) -> Self {
-        GdpAccountant { ledger: Ledger::new(neighbouring_relation), entry_mu_squared: Vec::new() }
+        GdpAccountant {
+            ledger: Ledger::new(neighbouring_relation),
+            entry_mu_squared: Vec::new(),
+        }
     }
 
     /// μ of everything composed so far, and whether it is a CLT approximation.
     pub fn mu(&self) -> (f64, bool) {
         let mut total = 0.0;
         let mut approximate = false;
-        for (entry, &(mu_squared, clt)) in self.ledger.entries().iter().zip(&self.entry_mu_squared) {
+        for (entry, &(mu_squared, clt)) in self.ledger.entries().iter().zip(&self.entry_mu_squared)
+        {
             if entry.count > 0 && mu_squared > 0.0 {
                 total += entry.count as f64 * mu_squared;
                 approximate |= clt;
@@ -72,7 +76,10 @@ impl GdpAccountant {
             DpEvent::NoOp => (0.0, false),
             DpEvent::NonPrivate => (f64::INFINITY, false),
             DpEvent::Gaussian { noise_multiplier } => (noise_multiplier.powi(-2), false),
-            DpEvent::PoissonSampled { sampling_probability, event: inner } => {
+            DpEvent::PoissonSampled {
+                sampling_probability,
+                event: inner,
+            } => {
                 let sigma = self.gaussian_inner(event, inner)?;
                 let q = *sampling_probability;
                 if q >= 1.0 {
@@ -83,7 +90,11 @@ impl GdpAccountant {
             }
             DpEvent::SelfComposed { event, count } => {
                 let (mu_squared, clt) = self.mu_squared(event)?;
-                if *count == 0 { (0.0, false) } else { (mu_squared * *count as f64, clt) }
+                if *count == 0 {
+                    (0.0, false)
+                } else {
+                    (mu_squared * *count as f64, clt)
+                }
             }
             DpEvent::Composed(events) => {
                 let mut total = (0.0, false);
@@ -114,12 +125,20 @@ impl GdpAccountant {
             ));
         }
         inner.effective_gaussian_noise_multiplier().ok_or_else(|| {
-            unsupported(AccountantKind::Gdp, outer, "a sampled event must be a composition of Gaussians")
+            unsupported(
+                AccountantKind::Gdp,
+                outer,
+                "a sampled event must be a composition of Gaussians",
+            )
         })
     }
 
     fn guarantee(approximate: bool) -> Guarantee {
-        if approximate { Guarantee::Approximate } else { Guarantee::UpperBound }
+        if approximate {
+            Guarantee::Approximate
+        } else {
+            Guarantee::UpperBound
+        }
     }
 }
 
@@ -239,12 +258,18 @@ mod tests {
     #[test]
     fn plain_gaussian_is_exact_and_labelled_so() {
         let mut accountant = GdpAccountant::new(NeighbouringRelation::AddOrRemoveOne);
-        accountant.compose(&DpEvent::gaussian(4.530_877_117)).expect("supported");
+        accountant
+            .compose(&DpEvent::gaussian(4.530_877_117))
+            .expect("supported");
         let report = accountant.epsilon(1e-6).expect("valid δ");
         assert_eq!(report.guarantee, Guarantee::UpperBound);
         // The Gaussian mechanism's exact ε at δ = 1e-6 (Balle and Wang 2018), solved at 40
         // digits with mpmath.
-        assert!((report.epsilon - 0.927_392_337_997_443_06).abs() < 1e-12, "{}", report.epsilon);
+        assert!(
+            (report.epsilon - 0.927392337997443).abs() < 1e-12,
+            "{}",
+            report.epsilon
+        );
     }
 
     #[test]
@@ -252,7 +277,10 @@ mod tests {
         for mu in [0.1, 0.5, 1.0, 3.0] {
             let epsilon = gdp_epsilon(mu, 1e-5);
             let delta = gdp_delta(mu, epsilon);
-            assert!(delta <= 1e-5 && delta > 1e-5 * (1.0 - 1e-9), "μ={mu}: δ={delta}");
+            assert!(
+                delta <= 1e-5 && delta > 1e-5 * (1.0 - 1e-9),
+                "μ={mu}: δ={delta}"
+            );
         }
     }
 }

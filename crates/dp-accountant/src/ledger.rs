@@ -50,7 +50,10 @@ pub struct Ledger {
 impl Ledger {
     /// An empty ledger under `neighbouring_relation`.
     pub fn new(neighbouring_relation: NeighbouringRelation) -> Self {
-        Ledger { neighbouring_relation, entries: Vec::new() }
+        Ledger {
+            neighbouring_relation,
+            entries: Vec::new(),
+        }
     }
 
     /// The relation the events were accounted under.
@@ -86,7 +89,9 @@ impl Ledger {
     pub(crate) fn merge_target(&self, event: &DpEvent) -> Result<Option<usize>, AccountantError> {
         match self.entries.last() {
             Some(last) if last.event == *event => {
-                last.count.checked_add(1).ok_or(AccountantError::CountOverflow)?;
+                last.count
+                    .checked_add(1)
+                    .ok_or(AccountantError::CountOverflow)?;
                 Ok(Some(self.entries.len() - 1))
             }
             _ => Ok(None),
@@ -98,7 +103,10 @@ impl Ledger {
     pub(crate) fn push(&mut self, event: &DpEvent) {
         match self.entries.last_mut() {
             Some(last) if last.event == *event => last.count = last.count.saturating_add(1),
-            _ => self.entries.push(LedgerEntry { event: event.clone(), count: 1 }),
+            _ => self.entries.push(LedgerEntry {
+                event: event.clone(),
+                count: 1,
+            }),
         }
     }
 
@@ -110,7 +118,11 @@ impl Ledger {
     /// Checks the shape of a deserialized ledger: no zero counts.
     pub(crate) fn check_counts(&self) -> Result<(), AccountantError> {
         match self.entries.iter().find(|entry| entry.count == 0) {
-            Some(_) => Err(AccountantError::invalid("count", 0.0, "ledger entries need count >= 1")),
+            Some(_) => Err(AccountantError::invalid(
+                "count",
+                0.0,
+                "ledger entries need count >= 1",
+            )),
             None => Ok(()),
         }
     }

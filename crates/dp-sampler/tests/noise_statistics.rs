@@ -105,7 +105,10 @@ fn discrete_gaussian_pmf_matches_on_the_slab_path() {
             })
             .collect();
         let (statistic, critical) = chi_square(&counts, &pmf, SAMPLES as u64);
-        assert!(statistic < critical, "σ = {sigma}: chi-square {statistic} >= {critical}");
+        assert!(
+            statistic < critical,
+            "σ = {sigma}: chi-square {statistic} >= {critical}"
+        );
     }
 }
 

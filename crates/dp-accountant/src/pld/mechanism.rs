@@ -46,7 +46,10 @@ pub(crate) enum Elementary {
     /// The Laplace mechanism (L1 sensitivity 1), Poisson-sampled with `q` (1: no sampling).
     Laplace { scale: f64, q: f64 },
     /// k-ary randomized response (replace-one).
-    RandomizedResponse { noise_parameter: f64, num_buckets: f64 },
+    RandomizedResponse {
+        noise_parameter: f64,
+        num_buckets: f64,
+    },
     /// Infinite privacy loss with probability one.
     NonPrivate,
 }
@@ -128,7 +131,11 @@ impl Sampled {
                     q * self.base.delta((eps.exp_m1() / q).ln_1p())
                 } else {
                     let shifted = eps.exp_m1() / q;
-                    if shifted <= -1.0 { 0.0 } else { q * self.base.psi(shifted.ln_1p()) }
+                    if shifted <= -1.0 {
+                        0.0
+                    } else {
+                        q * self.base.psi(shifted.ln_1p())
+                    }
                 }
             }
             Direction::Add => {
@@ -179,12 +186,21 @@ impl Elementary {
 
     fn sampled(&self, direction: Direction) -> Option<Sampled> {
         match *self {
-            Elementary::Gaussian { noise_multiplier, q } => {
-                Some(Sampled { base: Base::Gaussian { noise_multiplier }, q, direction })
-            }
-            Elementary::Laplace { scale, q } => {
-                Some(Sampled { base: Base::Laplace { epsilon: scale.recip() }, q, direction })
-            }
+            Elementary::Gaussian {
+                noise_multiplier,
+                q,
+            } => Some(Sampled {
+                base: Base::Gaussian { noise_multiplier },
+                q,
+                direction,
+            }),
+            Elementary::Laplace { scale, q } => Some(Sampled {
+                base: Base::Laplace {
+                    epsilon: scale.recip(),
+                },
+                q,
+                direction,
+            }),
             Elementary::RandomizedResponse { .. } | Elementary::NonPrivate => None,
         }
     }
@@ -203,16 +219,23 @@ impl Elementary {
     }
 
     /// The pessimistic discretized PLD in `direction` at grid step `interval`.
-    pub(crate) fn discretize(&self, direction: Direction, interval: f64) -> Result<DiscretePmf, AccountantError> {
+    pub(crate) fn discretize(
+        &self,
+        direction: Direction,
+        interval: f64,
+    ) -> Result<DiscretePmf, AccountantError> {
         match *self {
             Elementary::NonPrivate => Ok(DiscretePmf::non_private()),
-            Elementary::RandomizedResponse { noise_parameter, num_buckets } => {
-                Ok(randomized_response(noise_parameter, num_buckets, interval))
+            Elementary::RandomizedResponse {
+                noise_parameter,
+                num_buckets,
+            } => Ok(randomized_response(noise_parameter, num_buckets, interval)),
+            Elementary::Gaussian { .. } | Elementary::Laplace { .. } => {
+                match self.sampled(direction) {
+                    Some(sampled) => sampled.discretize(interval),
+                    None => Ok(DiscretePmf::non_private()),
+                }
             }
-            Elementary::Gaussian { .. } | Elementary::Laplace { .. } => match self.sampled(direction) {
-                Some(sampled) => sampled.discretize(interval),
-                None => Ok(DiscretePmf::non_private()),
-            },
         }
     }
 }
@@ -232,14 +255,20 @@ fn connect_the_dots(
     if !(points.is_finite() && points <= MAX_GRID_POINTS as f64) {
         return Err(AccountantError::TooLarge {
             what: "privacy loss grid",
-            size: if points.is_finite() { points as u64 } else { u64::MAX },
+            size: if points.is_finite() {
+                points as u64
+            } else {
+                u64::MAX
+            },
             limit: MAX_GRID_POINTS,
         });
     }
     // Both casts are exact: |first|, |last| < 2^24 by the check above.
     #[allow(clippy::cast_possible_truncation)]
     let (first, last) = (first as i64, last as i64);
-    let r: Vec<f64> = (first..=last).map(|i| residual(i as f64 * interval).max(0.0)).collect();
+    let r: Vec<f64> = (first..=last)
+        .map(|i| residual(i as f64 * interval).max(0.0))
+        .collect();
     let growth = interval.exp();
     let denominator = interval.exp_m1();
     let n = r.len();
@@ -264,7 +293,14 @@ fn connect_the_dots(
         }
     }
     let error = residual_rounding_error(&r) + clamped;
-    Ok(DiscretePmf::new(first, probs, r[n - 1], error, 1, tail_below))
+    Ok(DiscretePmf::new(
+        first,
+        probs,
+        r[n - 1],
+        error,
+        1,
+        tail_below,
+    ))
 }
 
 /// A bound on how far the discretized δ-curve can be from the exact connect-the-dots curve
@@ -288,7 +324,11 @@ fn randomized_response(noise_parameter: f64, num_buckets: f64, interval: f64) ->
         return DiscretePmf::non_private();
     }
     let ln_ratio = (k / p - k + 1.0).ln();
-    let atoms = [(ln_ratio, 1.0 - p + p / k), (-ln_ratio, p / k), (0.0, (1.0 - 2.0 / k) * p)];
+    let atoms = [
+        (ln_ratio, 1.0 - p + p / k),
+        (-ln_ratio, p / k),
+        (0.0, (1.0 - 2.0 / k) * p),
+    ];
     let mut lowest = i64::MAX;
     let mut highest = i64::MIN;
     let mut split = Vec::new();
@@ -325,14 +365,35 @@ mod tests {
     #[test]
     fn residual_pieces_join_up() {
         for direction in [Direction::Remove, Direction::Add] {
-            let sampled = Sampled { base: Base::Gaussian { noise_multiplier: 1.1 }, q: 0.01, direction };
+            let sampled = Sampled {
+                base: Base::Gaussian {
+                    noise_multiplier: 1.1,
+                },
+                q: 0.01,
+                direction,
+            };
             let left = sampled.residual(-1e-14);
             let right = sampled.residual(1e-14);
-            assert!((left - right).abs() < 1e-9 * left, "{direction:?}: {left} vs {right}");
+            assert!(
+                (left - right).abs() < 1e-9 * left,
+                "{direction:?}: {left} vs {right}"
+            );
         }
-        let remove = Sampled { base: Base::Gaussian { noise_multiplier: 1.0 }, q: 0.1, direction: Direction::Remove };
+        let remove = Sampled {
+            base: Base::Gaussian {
+                noise_multiplier: 1.0,
+            },
+            q: 0.1,
+            direction: Direction::Remove,
+        };
         assert_eq!(remove.residual((-0.1_f64).ln_1p() - 1e-3), 0.0);
-        let add = Sampled { base: Base::Gaussian { noise_multiplier: 1.0 }, q: 0.1, direction: Direction::Add };
+        let add = Sampled {
+            base: Base::Gaussian {
+                noise_multiplier: 1.0,
+            },
+            q: 0.1,
+            direction: Direction::Add,
+        };
         assert_eq!(add.residual(-(-0.1_f64).ln_1p() + 1e-3), 0.0);
     }
 
@@ -342,15 +403,27 @@ mod tests {
     fn subsampled_gaussian_delta_matches_dp_accounting() {
         let cases = crate::pld::tests::SUBSAMPLED_DELTA_REFERENCE;
         for &(direction, eps, expected) in cases {
-            let sampled = Sampled { base: Base::Gaussian { noise_multiplier: 1.1 }, q: 0.01, direction };
+            let sampled = Sampled {
+                base: Base::Gaussian {
+                    noise_multiplier: 1.1,
+                },
+                q: 0.01,
+                direction,
+            };
             let delta = sampled.residual(eps) + (-eps.exp_m1()).max(0.0);
-            assert!(((delta - expected) / expected).abs() < 1e-9, "{direction:?} ε={eps}: {delta} vs {expected}");
+            assert!(
+                ((delta - expected) / expected).abs() < 1e-9,
+                "{direction:?} ε={eps}: {delta} vs {expected}"
+            );
         }
     }
 
     #[test]
     fn discretization_keeps_total_mass() {
-        let gaussian = Elementary::Gaussian { noise_multiplier: 0.9, q: 0.05 };
+        let gaussian = Elementary::Gaussian {
+            noise_multiplier: 0.9,
+            q: 0.05,
+        };
         for direction in [Direction::Remove, Direction::Add] {
             let pmf = gaussian.discretize(direction, 1e-3).expect("small grid");
             let total = pmf.total_mass();

@@ -63,7 +63,11 @@ impl Clone for PldAccountant {
             // A fresh lock that is empty cannot be full: `set` succeeds.
             let _ = composed.set(value.clone());
         }
-        PldAccountant { value_discretization_interval: self.value_discretization_interval, ledger: self.ledger.clone(), composed }
+        PldAccountant {
+            value_discretization_interval: self.value_discretization_interval,
+            ledger: self.ledger.clone(),
+            composed,
+        }
     }
 }
 
@@ -90,7 +94,10 @@ impl PldAccountant {
     ///
     /// [`AccountantError::InvalidParameter`] outside that range, or whatever the ledger's
     /// events raise at the new interval.
-    pub fn with_value_discretization_interval(self, interval: f64) -> Result<Self, AccountantError> {
+    pub fn with_value_discretization_interval(
+        self,
+        interval: f64,
+    ) -> Result<Self, AccountantError> {
         if !(interval.is_finite() && (1e-7..=0.1).contains(&interval)) {
             return Err(AccountantError::invalid(
                 "value_discretization_interval",
@@ -113,16 +120,36 @@ impl PldAccountant {
     }
 
     /// Appends the elementary mechanisms of `event`, each with its multiplicity.
-    fn flatten(&self, event: &DpEvent, multiplicity: u64, out: &mut Vec<(Elementary, u64)>) -> Result<(), AccountantError> {
+    fn flatten(
+        &self,
+        event: &DpEvent,
+        multiplicity: u64,
+        out: &mut Vec<(Elementary, u64)>,
+    ) -> Result<(), AccountantError> {
         let relation = self.ledger.neighbouring_relation();
         match event {
             DpEvent::NoOp => {}
             DpEvent::NonPrivate => out.push((Elementary::NonPrivate, multiplicity)),
             DpEvent::Gaussian { noise_multiplier } => {
-                out.push((Elementary::Gaussian { noise_multiplier: *noise_multiplier, q: 1.0 }, multiplicity));
+                out.push((
+                    Elementary::Gaussian {
+                        noise_multiplier: *noise_multiplier,
+                        q: 1.0,
+                    },
+                    multiplicity,
+                ));
             }
-            DpEvent::Laplace { scale } => out.push((Elementary::Laplace { scale: *scale, q: 1.0 }, multiplicity)),
-            DpEvent::RandomizedResponse { noise_parameter, num_buckets } => {
+            DpEvent::Laplace { scale } => out.push((
+                Elementary::Laplace {
+                    scale: *scale,
+                    q: 1.0,
+                },
+                multiplicity,
+            )),
+            DpEvent::RandomizedResponse {
+                noise_parameter,
+                num_buckets,
+            } => {
                 if relation != NeighbouringRelation::ReplaceOne {
                     return Err(unsupported(
                         AccountantKind::Pld,
@@ -131,11 +158,17 @@ impl PldAccountant {
                     ));
                 }
                 out.push((
-                    Elementary::RandomizedResponse { noise_parameter: *noise_parameter, num_buckets: *num_buckets as f64 },
+                    Elementary::RandomizedResponse {
+                        noise_parameter: *noise_parameter,
+                        num_buckets: *num_buckets as f64,
+                    },
                     multiplicity,
                 ));
             }
-            DpEvent::PoissonSampled { sampling_probability, event: inner } => {
+            DpEvent::PoissonSampled {
+                sampling_probability,
+                event: inner,
+            } => {
                 if relation != NeighbouringRelation::AddOrRemoveOne {
                     return Err(unsupported(
                         AccountantKind::Pld,
@@ -148,7 +181,10 @@ impl PldAccountant {
                     DpEvent::Laplace { scale } => Elementary::Laplace { scale, q },
                     other => match other.effective_gaussian_noise_multiplier() {
                         Some(sigma) if sigma == f64::INFINITY => return Ok(()),
-                        Some(sigma) if sigma > 0.0 => Elementary::Gaussian { noise_multiplier: sigma, q },
+                        Some(sigma) if sigma > 0.0 => Elementary::Gaussian {
+                            noise_multiplier: sigma,
+                            q,
+                        },
                         Some(_) => Elementary::NonPrivate,
                         None => {
                             return Err(unsupported(
@@ -169,7 +205,9 @@ impl PldAccountant {
                 ));
             }
             DpEvent::SelfComposed { event, count } => {
-                let multiplicity = multiplicity.checked_mul(*count).ok_or(AccountantError::CountOverflow)?;
+                let multiplicity = multiplicity
+                    .checked_mul(*count)
+                    .ok_or(AccountantError::CountOverflow)?;
                 if multiplicity > 0 {
                     self.flatten(event, multiplicity, out)?;
                 }
@@ -193,7 +231,11 @@ impl PldAccountant {
         let mut groups: Vec<(Elementary, u64)> = Vec::new();
         for (mechanism, count) in flat {
             match groups.iter_mut().find(|(m, _)| *m == mechanism) {
-                Some((_, total)) => *total = total.checked_add(count).ok_or(AccountantError::CountOverflow)?,
+                Some((_, total)) => {
+                    *total = total
+                        .checked_add(count)
+                        .ok_or(AccountantError::CountOverflow)?
+                }
                 None => groups.push((mechanism, count)),
             }
         }
@@ -204,17 +246,24 @@ impl PldAccountant {
         let interval = self.value_discretization_interval;
         let groups = self.groups(&self.ledger)?;
         let symmetric = groups.iter().all(|(m, _)| m.is_symmetric());
-        let directions: &[Direction] = if symmetric { &[Direction::Remove] } else { &[Direction::Remove, Direction::Add] };
+        let directions: &[Direction] = if symmetric {
+            &[Direction::Remove]
+        } else {
+            &[Direction::Remove, Direction::Add]
+        };
         let mut composed = Vec::with_capacity(directions.len());
         for &direction in directions {
             let pmfs = groups
                 .iter()
                 .map(|(m, _)| m.discretize(direction, interval))
                 .collect::<Result<Vec<_>, _>>()?;
-            let pairs: Vec<(&DiscretePmf, u64)> = pmfs.iter().zip(groups.iter().map(|(_, c)| *c)).collect();
+            let pairs: Vec<(&DiscretePmf, u64)> =
+                pmfs.iter().zip(groups.iter().map(|(_, c)| *c)).collect();
             composed.push(pmf::compose(&pairs)?);
         }
-        Ok(Arc::new(Composed { directions: composed }))
+        Ok(Arc::new(Composed {
+            directions: composed,
+        }))
     }
 
     fn composed(&self) -> Result<Arc<Composed>, AccountantError> {
@@ -230,7 +279,11 @@ impl PldAccountant {
             if points > MAX_GRID_POINTS as f64 {
                 return Err(AccountantError::TooLarge {
                     what: "privacy loss grid",
-                    size: if points.is_finite() { points as u64 } else { u64::MAX },
+                    size: if points.is_finite() {
+                        points as u64
+                    } else {
+                        u64::MAX
+                    },
                     limit: MAX_GRID_POINTS,
                 });
             }
@@ -265,8 +318,16 @@ impl PrivacyAccountant for PldAccountant {
         check_open_unit("delta", delta)?;
         let composed = self.composed()?;
         let interval = self.value_discretization_interval;
-        let upper = composed.directions.iter().map(|d| d.epsilon_upper(interval, delta)).fold(0.0, f64::max);
-        let lower = composed.directions.iter().map(|d| d.epsilon_lower(interval, delta)).fold(0.0, f64::max);
+        let upper = composed
+            .directions
+            .iter()
+            .map(|d| d.epsilon_upper(interval, delta))
+            .fold(0.0, f64::max);
+        let lower = composed
+            .directions
+            .iter()
+            .map(|d| d.epsilon_lower(interval, delta))
+            .fold(0.0, f64::max);
         Ok(EpsilonReport {
             epsilon: upper,
             delta,
@@ -281,8 +342,16 @@ impl PrivacyAccountant for PldAccountant {
         check_non_negative("epsilon", epsilon)?;
         let composed = self.composed()?;
         let interval = self.value_discretization_interval;
-        let upper = composed.directions.iter().map(|d| d.delta_upper(interval, epsilon)).fold(0.0, f64::max);
-        let lower = composed.directions.iter().map(|d| d.delta_lower(interval, epsilon)).fold(0.0, f64::max);
+        let upper = composed
+            .directions
+            .iter()
+            .map(|d| d.delta_upper(interval, epsilon))
+            .fold(0.0, f64::max);
+        let lower = composed
+            .directions
+            .iter()
+            .map(|d| d.delta_lower(interval, epsilon))
+            .fold(0.0, f64::max);
         Ok(DeltaReport {
             delta: upper,
             epsilon,

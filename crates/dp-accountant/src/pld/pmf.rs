@@ -59,7 +59,14 @@ impl DiscretePmf {
         rounding_steps: u64,
         rounding_tail: f64,
     ) -> Self {
-        DiscretePmf { offset, probs, infinity_mass, error, rounding_steps, rounding_tail }
+        DiscretePmf {
+            offset,
+            probs,
+            infinity_mass,
+            error,
+            rounding_steps,
+            rounding_tail,
+        }
     }
 
     /// Infinite loss with probability one.
@@ -113,7 +120,11 @@ impl DiscretePmf {
             let loss_k = self.loss(k, interval);
             mass += self.probs[k];
             weighted += self.probs[k] * (-loss_k).exp();
-            let below = if k > 0 { self.loss(k - 1, interval) } else { f64::NEG_INFINITY };
+            let below = if k > 0 {
+                self.loss(k - 1, interval)
+            } else {
+                f64::NEG_INFINITY
+            };
             let floor = below.max(0.0);
             let value_at_floor = constant + mass - floor.exp() * weighted;
             if value_at_floor > target {
@@ -138,7 +149,8 @@ impl DiscretePmf {
 
     /// An upper bound on δ(ε) of the composed mechanisms.
     pub(crate) fn delta_upper(&self, interval: f64, epsilon: f64) -> f64 {
-        self.hockey_stick(interval, epsilon, self.infinity_mass + self.error).min(1.0)
+        self.hockey_stick(interval, epsilon, self.infinity_mass + self.error)
+            .min(1.0)
     }
 
     /// An upper bound on ε(δ) of the composed mechanisms.
@@ -179,7 +191,10 @@ impl DiscretePmf {
                     return 0.0;
                 }
                 let eta = self.rounding_deviation(interval, failure);
-                self.hockey_stick(interval, epsilon + eta, 0.0) - failure - self.rounding_tail - self.error
+                self.hockey_stick(interval, epsilon + eta, 0.0)
+                    - failure
+                    - self.rounding_tail
+                    - self.error
             })
             .fold(0.0, f64::max)
     }
@@ -230,7 +245,11 @@ fn ln_mgf(probs: &[f64], lambda: f64) -> f64 {
     } else {
         geometric_weighted_sum(probs.iter(), step)
     };
-    let reference = if lambda > 0.0 { lambda * (probs.len() - 1) as f64 } else { 0.0 };
+    let reference = if lambda > 0.0 {
+        lambda * (probs.len() - 1) as f64
+    } else {
+        0.0
+    };
     reference + sum.ln()
 }
 
@@ -285,8 +304,20 @@ fn chernoff_window(groups: &[(&DiscretePmf, u64)], span: u64) -> (u64, u64) {
         if mass <= 0.0 {
             continue;
         }
-        let mean = pmf.probs.iter().enumerate().map(|(i, p)| i as f64 * p).sum::<f64>() / mass;
-        let var = pmf.probs.iter().enumerate().map(|(i, p)| (i as f64 - mean).powi(2) * p).sum::<f64>() / mass;
+        let mean = pmf
+            .probs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| i as f64 * p)
+            .sum::<f64>()
+            / mass;
+        let var = pmf
+            .probs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as f64 - mean).powi(2) * p)
+            .sum::<f64>()
+            / mass;
         variance += *count as f64 * var;
     }
     let span_f = span as f64;
@@ -296,7 +327,10 @@ fn chernoff_window(groups: &[(&DiscretePmf, u64)], span: u64) -> (u64, u64) {
     let centre = (2.0 * ln_inverse_tail / variance).sqrt();
     let bound = |lambda: f64| -> f64 {
         // lambda > 0: upper bound on the window's top; lambda < 0: on its bottom.
-        let cumulant: f64 = groups.iter().map(|(pmf, count)| *count as f64 * ln_mgf(&pmf.probs, lambda)).sum();
+        let cumulant: f64 = groups
+            .iter()
+            .map(|(pmf, count)| *count as f64 * ln_mgf(&pmf.probs, lambda))
+            .sum();
         (cumulant + ln_inverse_tail) / lambda
     };
     let minimize = |sign: f64| -> f64 {
@@ -348,11 +382,18 @@ fn fast_len(minimum: usize) -> usize {
 
 /// The composition of `pmf_j` taken `count_j` times each.
 pub(crate) fn compose(groups: &[(&DiscretePmf, u64)]) -> Result<DiscretePmf, AccountantError> {
-    let groups: Vec<(&DiscretePmf, u64)> = groups.iter().copied().filter(|(_, count)| *count > 0).collect();
+    let groups: Vec<(&DiscretePmf, u64)> = groups
+        .iter()
+        .copied()
+        .filter(|(_, count)| *count > 0)
+        .collect();
     if groups.is_empty() {
         return Ok(DiscretePmf::identity());
     }
-    if groups.iter().any(|(pmf, _)| pmf.infinity_mass >= 1.0 || pmf.probs.is_empty()) {
+    if groups
+        .iter()
+        .any(|(pmf, _)| pmf.infinity_mass >= 1.0 || pmf.probs.is_empty())
+    {
         return Ok(DiscretePmf::non_private());
     }
     if let [(pmf, 1)] = groups[..] {
@@ -367,12 +408,21 @@ pub(crate) fn compose(groups: &[(&DiscretePmf, u64)]) -> Result<DiscretePmf, Acc
     let mut rounding_tail = 0.0;
     for (pmf, count) in &groups {
         let count_i = i64::try_from(*count).map_err(|_| overflow())?;
-        base_offset = count_i.checked_mul(pmf.offset).and_then(|x| x.checked_add(base_offset)).ok_or_else(overflow)?;
+        base_offset = count_i
+            .checked_mul(pmf.offset)
+            .and_then(|x| x.checked_add(base_offset))
+            .ok_or_else(overflow)?;
         let width = (pmf.probs.len() - 1) as u64;
-        span = count.checked_mul(width).and_then(|x| x.checked_add(span)).ok_or_else(overflow)?;
+        span = count
+            .checked_mul(width)
+            .and_then(|x| x.checked_add(span))
+            .ok_or_else(overflow)?;
         ln_finite += *count as f64 * (-pmf.infinity_mass).ln_1p();
         error += *count as f64 * pmf.error;
-        rounding_steps = count.checked_mul(pmf.rounding_steps).and_then(|x| x.checked_add(rounding_steps)).ok_or_else(overflow)?;
+        rounding_steps = count
+            .checked_mul(pmf.rounding_steps)
+            .and_then(|x| x.checked_add(rounding_steps))
+            .ok_or_else(overflow)?;
         rounding_tail += *count as f64 * pmf.rounding_tail;
     }
     let (low, high) = chernoff_window(&groups, span);
@@ -380,36 +430,59 @@ pub(crate) fn compose(groups: &[(&DiscretePmf, u64)]) -> Result<DiscretePmf, Acc
     let longest = groups.iter().map(|(pmf, _)| pmf.len()).max().unwrap_or(1);
     let len = fast_len(window.max(longest));
     if len > MAX_FFT_LEN {
-        return Err(AccountantError::TooLarge { what: "PLD composition FFT", size: len as u64, limit: MAX_FFT_LEN as u64 });
+        return Err(AccountantError::TooLarge {
+            what: "PLD composition FFT",
+            size: len as u64,
+            limit: MAX_FFT_LEN as u64,
+        });
     }
     let (forward, inverse) = plans(len);
     let log2_len = (len as f64).log2();
-    let mut product = vec![Complex::new(1.0, 0.0); len];
     // Per coefficient, ln of an upper bound on |X_k| allowing for the forward FFTs' error
     // (-∞ where that bound is negligible).
     let mut ln_perturbed = vec![0.0; len];
+    let mut product: Option<Vec<Complex<f64>>> = None;
     for (pmf, count) in &groups {
-        let spectrum = transform(&forward, pmf, len);
+        let mut spectrum = transform(&forward, pmf, len);
         let norm = pmf.probs.iter().map(|p| p * p).sum::<f64>().sqrt();
         let coefficient_error = FFT_ERROR_CONSTANT * f64::EPSILON * log2_len * norm;
         let count_f = *count as f64;
         // (|z| + e)^c < e^-NEGLIGIBLE_LN_POWER needs no logarithm.
         let threshold = (-NEGLIGIBLE_LN_POWER / count_f).exp() - coefficient_error;
-        let threshold_squared = if threshold > 0.0 { threshold * threshold } else { -1.0 };
-        for ((value, z), perturbed) in product.iter_mut().zip(&spectrum).zip(ln_perturbed.iter_mut()) {
-            if z.norm_sqr() < threshold_squared {
-                *value = Complex::new(0.0, 0.0);
+        let threshold_squared = if threshold > 0.0 {
+            threshold * threshold
+        } else {
+            -1.0
+        };
+        for (z, perturbed) in spectrum.iter_mut().zip(ln_perturbed.iter_mut()) {
+            if *perturbed == f64::NEG_INFINITY || z.norm_sqr() < threshold_squared {
+                *z = Complex::new(0.0, 0.0);
                 *perturbed = f64::NEG_INFINITY;
-            } else if *perturbed > f64::NEG_INFINITY {
-                *value *= complex_power(*z, *count);
+            } else {
                 *perturbed += count_f * (z.norm() + coefficient_error).ln();
+                *z = complex_power(*z, *count);
             }
         }
+        product = Some(match product {
+            None => spectrum,
+            Some(mut accumulated) => {
+                for (value, z) in accumulated.iter_mut().zip(&spectrum) {
+                    *value *= z;
+                }
+                accumulated
+            }
+        });
     }
+    let product = product.unwrap_or_else(|| vec![Complex::new(1.0, 0.0); len]);
     // ℓ1 error of the output <= Σ_k |ΔX_k| (each output is a 1/len-weighted sum of the X_k),
     // with |ΔX_k| <= Π(|X_jk| + e_j)^{c_j} - |X_k| plus the rounding of the powers; the
     // coefficients set to zero above contribute at most e^-NEGLIGIBLE_LN_POWER each.
-    let power_rounding = 4.0 * f64::EPSILON * groups.iter().map(|(_, c)| (*c as f64).log2() + 1.0).sum::<f64>();
+    let power_rounding = 4.0
+        * f64::EPSILON
+        * groups
+            .iter()
+            .map(|(_, c)| (*c as f64).log2() + 1.0)
+            .sum::<f64>();
     let mut transform_error = 0.0;
     for (value, &perturbed) in product.iter().zip(&ln_perturbed) {
         if perturbed == f64::NEG_INFINITY {
@@ -433,13 +506,23 @@ pub(crate) fn compose(groups: &[(&DiscretePmf, u64)]) -> Result<DiscretePmf, Acc
         probs.push(value.max(0.0));
     }
     let output_norm = probs.iter().map(|p| p * p).sum::<f64>().sqrt();
-    let inverse_error = FFT_ERROR_CONSTANT * f64::EPSILON * log2_len * output_norm * (len as f64).sqrt();
-    let offset = base_offset.checked_add(i64::try_from(low).map_err(|_| overflow())?).ok_or_else(overflow)?;
+    let inverse_error =
+        FFT_ERROR_CONSTANT * f64::EPSILON * log2_len * output_norm * (len as f64).sqrt();
+    let offset = base_offset
+        .checked_add(i64::try_from(low).map_err(|_| overflow())?)
+        .ok_or_else(overflow)?;
     // Mass beyond the window goes to +∞ (pessimistic); it also aliased into the window.
     let truncated = 2.0 * WINDOW_TAIL_MASS;
     let infinity_mass = (-ln_finite.exp_m1() + truncated).min(1.0);
     let error = error + transform_error + inverse_error + clamped + truncated;
-    Ok(DiscretePmf::new(offset, probs, infinity_mass, error, rounding_steps, rounding_tail))
+    Ok(DiscretePmf::new(
+        offset,
+        probs,
+        infinity_mass,
+        error,
+        rounding_steps,
+        rounding_tail,
+    ))
 }
 
 #[cfg(test)]
@@ -458,9 +541,18 @@ mod tests {
         // a*a = [1,4,6,4,1]/16 at offsets -2..2, then * b at 2..3.
         let expected = [1.0, 5.0, 10.0, 10.0, 5.0, 1.0].map(|x| x / 32.0);
         let first = usize::try_from(0 - composed.offset).ok();
-        assert_eq!(first, Some(0), "the window keeps everything: offset {}", composed.offset);
+        assert_eq!(
+            first,
+            Some(0),
+            "the window keeps everything: offset {}",
+            composed.offset
+        );
         for (i, e) in expected.iter().enumerate() {
-            assert!((composed.probs[i] - e).abs() < 1e-15, "{i}: {} vs {e}", composed.probs[i]);
+            assert!(
+                (composed.probs[i] - e).abs() < 1e-15,
+                "{i}: {} vs {e}",
+                composed.probs[i]
+            );
         }
         assert!(composed.infinity_mass < 1e-17);
     }
@@ -493,10 +585,10 @@ mod tests {
             let len = fast_len(n);
             assert!(len >= n);
             let mut m = len;
-            while m % 2 == 0 {
+            while m.is_multiple_of(2) {
                 m /= 2;
             }
-            while m % 3 == 0 {
+            while m.is_multiple_of(3) {
                 m /= 3;
             }
             assert_eq!(m, 1, "{len} has other factors");

@@ -33,7 +33,9 @@ impl std::str::FromStr for RdpConversion {
         match s.to_ascii_lowercase().as_str() {
             "improved" => Ok(RdpConversion::Improved),
             "classic" => Ok(RdpConversion::Classic),
-            other => Err(format!("unknown RDP conversion {other:?} (expected improved or classic)")),
+            other => Err(format!(
+                "unknown RDP conversion {other:?} (expected improved or classic)"
+            )),
         }
     }
 }
@@ -87,7 +89,11 @@ pub(crate) fn delta(
         let ln_delta = match conversion {
             RdpConversion::Classic => (alpha - 1.0) * (rho - epsilon),
             RdpConversion::Improved => {
-                let kl_bound = if rho == 0.0 { f64::NEG_INFINITY } else { 0.5 * (-(-rho).exp_m1()).ln() };
+                let kl_bound = if rho == 0.0 {
+                    f64::NEG_INFINITY
+                } else {
+                    0.5 * (-(-rho).exp_m1()).ln()
+                };
                 let renyi_bound =
                     (alpha - 1.0) * (rho - epsilon + (-alpha.recip()).ln_1p()) - alpha.ln();
                 kl_bound.min(renyi_bound)
@@ -123,7 +129,10 @@ mod tests {
             let (eps, order) = epsilon(conversion, &orders, &rdp, 1e-6);
             let (delta_back, _) = delta(conversion, &orders, &rdp, eps);
             // At the optimal order the two conversions are exact inverses.
-            assert!(delta_back <= 1e-6 * (1.0 + 1e-9), "{conversion}: δ {delta_back} at α {order:?}");
+            assert!(
+                delta_back <= 1e-6 * (1.0 + 1e-9),
+                "{conversion}: δ {delta_back} at α {order:?}"
+            );
         }
     }
 

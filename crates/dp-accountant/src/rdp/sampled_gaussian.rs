@@ -47,7 +47,10 @@ pub(crate) fn rdp_curve(q: f64, sigma: f64, orders: &[f64]) -> Vec<f64> {
         return vec![0.0; orders.len()];
     }
     if q >= 1.0 {
-        return orders.iter().map(|alpha| alpha / (2.0 * sigma * sigma)).collect();
+        return orders
+            .iter()
+            .map(|alpha| alpha / (2.0 * sigma * sigma))
+            .collect();
     }
     let mut lattice = Lattice::new(q, sigma, orders);
     orders
@@ -71,7 +74,10 @@ fn ln_integer(n: u64) -> f64 {
     const TABLE_LEN: usize = 4097;
     static TABLE: OnceLock<Vec<f64>> = OnceLock::new();
     let table = TABLE.get_or_init(|| (0..TABLE_LEN).map(|n| (n as f64).ln()).collect());
-    usize::try_from(n).ok().and_then(|i| table.get(i).copied()).unwrap_or_else(|| (n as f64).ln())
+    usize::try_from(n)
+        .ok()
+        .and_then(|i| table.get(i).copied())
+        .unwrap_or_else(|| (n as f64).ln())
 }
 
 /// ln(A_α - 1) for integer α >= 2, as a streaming log-sum-exp of positive terms.
@@ -89,7 +95,12 @@ fn ln_a_minus_1_integer(q: f64, sigma: f64, alpha: u64) -> f64 {
         let k_f = k as f64;
         let exponent = (k_f * k_f - k_f) / two_variance;
         // ln(e^x - 1) = x to double precision once x > 40.
-        let term = ln_binomial_mass + if exponent > 40.0 { exponent } else { ln_exp_m1(exponent) };
+        let term = ln_binomial_mass
+            + if exponent > 40.0 {
+                exponent
+            } else {
+                ln_exp_m1(exponent)
+            };
         if term > max {
             scaled_sum = scaled_sum * (max - term).exp() + 1.0;
             skipped *= (max - term).exp();
@@ -161,13 +172,26 @@ impl Lattice {
         let shift = 0.5 / (sigma * sigma);
         // Precompute the nodes every fractional order will likely visit; others are computed
         // on the fly.
-        let highest = orders.iter().filter(|a| a.fract() != 0.0).fold(2.0_f64, |m, &a| m.max(a));
+        let highest = orders
+            .iter()
+            .filter(|a| a.fract() != 0.0)
+            .fold(2.0_f64, |m, &a| m.max(a));
         let low = -12.0_f64;
         let high = (highest / sigma).min(60.0) + 12.0;
         // |low|, |high| / step < 2^31: step >= 0.003 for σ >= 0.01 is not assumed; clamp.
         #[allow(clippy::cast_possible_truncation)]
-        let (first, last) = ((low / step).floor().max(-1e6) as i64, (high / step).ceil().min(1e6) as i64);
-        let mut lattice = Lattice { q, sigma, step, shift, first, nodes: Vec::new() };
+        let (first, last) = (
+            (low / step).floor().max(-1e6) as i64,
+            (high / step).ceil().min(1e6) as i64,
+        );
+        let mut lattice = Lattice {
+            q,
+            sigma,
+            step,
+            shift,
+            first,
+            nodes: Vec::new(),
+        };
         lattice.nodes = (first..=last).map(|k| lattice.compute(k)).collect();
         lattice
     }
@@ -178,7 +202,12 @@ impl Lattice {
         let ln_pdf = ln_normal_pdf(x);
         // Below e^-700 the linear path is not used (see `linear_sum`); skip the slow underflow.
         let pdf = if ln_pdf < -700.0 { 0.0 } else { ln_pdf.exp() };
-        Node { ln_pdf, pdf, u, ln_1p_u: u.ln_1p() }
+        Node {
+            ln_pdf,
+            pdf,
+            u,
+            ln_1p_u: u.ln_1p(),
+        }
     }
 
     fn node(&self, k: i64) -> Node {
@@ -191,7 +220,9 @@ impl Lattice {
     /// ln(A_α - 1) for fractional α by the trapezoidal rule.
     fn ln_a_minus_1(&mut self, alpha: f64) -> f64 {
         // Linear-space sum when every term is representable, log space otherwise.
-        self.linear_sum(alpha).unwrap_or_else(|| self.log_sum(alpha)) + self.step.ln()
+        self.linear_sum(alpha)
+            .unwrap_or_else(|| self.log_sum(alpha))
+            + self.step.ln()
             + QUADRATURE_RELATIVE_MARGIN.ln_1p()
     }
 
@@ -277,7 +308,10 @@ mod tests {
     fn assert_rdp(q: f64, sigma: f64, alpha: f64, expected: f64) {
         let actual = rdp(q, sigma, alpha);
         let error = ((actual - expected) / expected).abs();
-        assert!(error < RELATIVE_TOLERANCE, "q={q} σ={sigma} α={alpha}: {actual} vs {expected} ({error:e})");
+        assert!(
+            error < RELATIVE_TOLERANCE,
+            "q={q} σ={sigma} α={alpha}: {actual} vs {expected} ({error:e})"
+        );
     }
 
     #[test]
@@ -295,18 +329,32 @@ mod tests {
             let exact = rdp(q, sigma, 3.0);
             for alpha in [3.0 - 1e-9, 3.0 + 1e-9] {
                 let near = rdp(q, sigma, alpha);
-                assert!(((near - exact) / exact).abs() < 1e-6, "q={q} σ={sigma}: {near} vs {exact}");
+                assert!(
+                    ((near - exact) / exact).abs() < 1e-6,
+                    "q={q} σ={sigma}: {near} vs {exact}"
+                );
             }
         }
     }
 
     #[test]
     fn binomial_remainder_agrees_with_direct_formula() {
-        for &(u, alpha) in &[(0.01_f64, 2.5), (-0.001, 10.5), (0.2, 1.5), (3.0, 4.5), (-0.5, 1.1)] {
+        for &(u, alpha) in &[
+            (0.01_f64, 2.5),
+            (-0.001, 10.5),
+            (0.2, 1.5),
+            (3.0, 4.5),
+            (-0.5, 1.1),
+        ] {
             let direct = (1.0 + u).powf(alpha) - 1.0 - alpha * u;
             let ours = ln_binomial_remainder(u, alpha).exp();
-            assert!(((binomial_remainder(u, alpha, alpha * u.ln_1p()) - direct) / direct).abs() < 1e-9);
-            assert!(((ours - direct) / direct).abs() < 1e-9, "u={u} α={alpha}: {ours} vs {direct}");
+            assert!(
+                ((binomial_remainder(u, alpha, alpha * u.ln_1p()) - direct) / direct).abs() < 1e-9
+            );
+            assert!(
+                ((ours - direct) / direct).abs() < 1e-9,
+                "u={u} α={alpha}: {ours} vs {direct}"
+            );
         }
     }
 }

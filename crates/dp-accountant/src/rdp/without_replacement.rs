@@ -18,7 +18,7 @@
 //! the first branch of the minimum only where the computed value is an upper bound with
 //! most of its digits, falling back to the second (always safe) branch otherwise.
 
-use crate::special::{SignedLogSum, log_add_exp, ln_exp_m1};
+use crate::special::{SignedLogSum, ln_exp_m1, log_add_exp};
 
 /// Forward differences are used for j up to this order (as dp_accounting); above it only the
 /// second branch of the minimum, which keeps the cost O(α).
@@ -35,12 +35,20 @@ pub(crate) fn rdp_curve(ratio: f64, sigma: f64, orders: &[f64]) -> Vec<f64> {
         return vec![0.0; orders.len()];
     }
     if ratio >= 1.0 {
-        return orders.iter().map(|alpha| alpha / (2.0 * sigma * sigma)).collect();
+        return orders
+            .iter()
+            .map(|alpha| alpha / (2.0 * sigma * sigma))
+            .collect();
     }
-    let max_integer = orders.iter().fold(2.0_f64, |acc, alpha| acc.max(alpha.ceil()));
+    let max_integer = orders
+        .iter()
+        .fold(2.0_f64, |acc, alpha| acc.max(alpha.ceil()));
     // The cast is exact: orders are validated finite and the CLI caps them.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let differences = ForwardDifferences::new(sigma, (max_integer as u64).min(MAX_FORWARD_DIFFERENCE_ORDER + 1));
+    let differences = ForwardDifferences::new(
+        sigma,
+        (max_integer as u64).min(MAX_FORWARD_DIFFERENCE_ORDER + 1),
+    );
     orders
         .iter()
         .map(|&alpha| {
@@ -87,7 +95,10 @@ impl ForwardDifferences {
                     if i > 0 {
                         ln_binomial += ((m_f - i_f + 1.0) / i_f).ln();
                     }
-                    sum.add((m - i) % 2 == 0, ln_binomial + i_f * (i_f - 1.0) / two_variance);
+                    sum.add(
+                        (m - i) % 2 == 0,
+                        ln_binomial + i_f * (i_f - 1.0) / two_variance,
+                    );
                 }
                 let ln_error = sum.ln_total_magnitude()
                     + (ROUNDING_ULPS_PER_TERM * (m_f + 2.0) * f64::EPSILON).ln();
@@ -100,7 +111,9 @@ impl ForwardDifferences {
     }
 
     fn ln_upper_bound(&self, m: u64) -> Option<f64> {
-        usize::try_from(m).ok().and_then(|index| self.ln_upper_bounds.get(index).copied().flatten())
+        usize::try_from(m)
+            .ok()
+            .and_then(|index| self.ln_upper_bounds.get(index).copied().flatten())
     }
 }
 
@@ -124,7 +137,8 @@ fn ln_a_integer(ratio: f64, sigma: f64, alpha: u64, differences: &ForwardDiffere
             let first = if j <= MAX_FORWARD_DIFFERENCE_ORDER {
                 let low = differences.ln_upper_bound(2 * (j / 2));
                 let high = differences.ln_upper_bound(2 * j.div_ceil(2));
-                low.zip(high).map(|(low, high)| ln_four + 0.5 * (low + high))
+                low.zip(high)
+                    .map(|(low, high)| ln_four + 0.5 * (low + high))
             } else {
                 None
             };

@@ -18,7 +18,10 @@ pub(crate) fn mills_ratio(t: f64) -> f64 {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let k = t.max(0.0) as usize;
         let h = t - (k as f64 + 0.5);
-        MILLS_TAYLOR[k].iter().rev().fold(0.0, |acc, &c| acc * h + c)
+        MILLS_TAYLOR[k]
+            .iter()
+            .rev()
+            .fold(0.0, |acc, &c| acc * h + c)
     } else {
         // R(t) = 1/(t + 1/(t + 2/(t + 3/(t + ... depth/t)))), as the ratio of the
         // convergents A_n/B_n: A_n = t A_{n-1} + (n-1) A_{n-2}, likewise B_n (multiplications

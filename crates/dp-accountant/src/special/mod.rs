@@ -84,12 +84,20 @@ pub(crate) fn log_add_exp(a: f64, b: f64) -> f64 {
 
 /// ln(1 + e^y), without overflow.
 pub(crate) fn ln_1p_exp(y: f64) -> f64 {
-    if y > 0.0 { y + (-y).exp().ln_1p() } else { y.exp().ln_1p() }
+    if y > 0.0 {
+        y + (-y).exp().ln_1p()
+    } else {
+        y.exp().ln_1p()
+    }
 }
 
 /// ln(e^x - 1) for x > 0.
 pub(crate) fn ln_exp_m1(x: f64) -> f64 {
-    if x > 1.0 { x + (-(-x).exp()).ln_1p() } else { x.exp_m1().ln() }
+    if x > 1.0 {
+        x + (-(-x).exp()).ln_1p()
+    } else {
+        x.exp_m1().ln()
+    }
 }
 
 /// A sum of signed terms given by their logarithms, kept as ln(positive part) and
@@ -102,7 +110,10 @@ pub(crate) struct SignedLogSum {
 
 impl SignedLogSum {
     pub(crate) fn new() -> Self {
-        SignedLogSum { positive: f64::NEG_INFINITY, negative: f64::NEG_INFINITY }
+        SignedLogSum {
+            positive: f64::NEG_INFINITY,
+            negative: f64::NEG_INFINITY,
+        }
     }
 
     /// Adds `sign * exp(log_magnitude)`.
@@ -138,7 +149,10 @@ mod tests {
 
     fn assert_close(actual: f64, expected: f64) {
         let error = ((actual - expected) / expected).abs();
-        assert!(error < RELATIVE_TOLERANCE, "{actual} vs {expected}: relative error {error}");
+        assert!(
+            error < RELATIVE_TOLERANCE,
+            "{actual} vs {expected}: relative error {error}"
+        );
     }
 
     #[test]
@@ -148,7 +162,10 @@ mod tests {
         assert_close(normal_sf(1.0), 0.158_655_253_931_457_05);
         assert_close(normal_sf(5.5), 1.898_956_246_588_771_9e-8);
         assert_close(normal_sf(10.0), 7.619_853_024_160_526e-24);
-        assert_close(ln_normal_pdf(40.0) + mills_ratio(40.0).ln(), -804.608_442_013_753_8);
+        assert_close(
+            ln_normal_pdf(40.0) + mills_ratio(40.0).ln(),
+            -804.608_442_013_753_8,
+        );
         assert_close(normal_sf(-2.0), 0.977_249_868_051_820_8);
     }
 
@@ -172,7 +189,10 @@ mod tests {
     #[test]
     fn gaussian_delta_matches_analytic_gaussian_mechanism() {
         // Balle and Wang 2018, Theorem 8, evaluated at 40 digits with mpmath.
-        assert_close(gaussian_delta(4.530_877_117, 1.0), 2.158_667_766_222_416_8e-7);
+        assert_close(
+            gaussian_delta(4.530_877_117, 1.0),
+            2.158_667_766_222_416_8e-7,
+        );
         assert_close(gaussian_delta(0.5, 3.0), 0.183_813_076_544_472_16);
         assert_close(gaussian_delta(2.0, 8.0), 1.048_659_178_912_874_7e-57);
     }
@@ -183,7 +203,10 @@ mod tests {
             for &t in &[-3.0_f64, -0.5, -1e-3] {
                 let direct = t.exp_m1() + gaussian_delta(sigma, t);
                 let psi = gaussian_psi(sigma, t);
-                assert!((psi - direct).abs() < 1e-14, "σ={sigma} t={t}: {psi} vs {direct}");
+                assert!(
+                    (psi - direct).abs() < 1e-14,
+                    "σ={sigma} t={t}: {psi} vs {direct}"
+                );
             }
         }
     }

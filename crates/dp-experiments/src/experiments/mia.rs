@@ -13,9 +13,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow};
 use dp_attacks::{
     Execution, LiraVariance, MembershipMetrics, RocCurve, ShadowObservations, lira_offline,
-    lira_online, logit_scale_from_loss, membership_metrics,
+    lira_online, logit_scale_from_logits, membership_metrics,
 };
-use rand::SeedableRng;
+use dp_engine_ndarray::{ArrayDataset, Mlp};
+use ndarray::Axis;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde::Deserialize;
 
@@ -71,18 +73,11 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
     let data = super::load_mnist(context)?;
     let num_classes = data.train.num_classes();
     let pool_seed = run_seed(context.seed, &context.name, u64::MAX);
-    let mut pool_rng = ChaCha20Rng::seed_from_u64(pool_seed);
-    if parameters.pool_size > data.train.len() || parameters.pool_size < 2 {
-        return Err(anyhow!(
-            "pool_size {} must lie in [2, {}] (the training images)",
-            parameters.pool_size,
-            data.train.len()
-        ));
-    }
-    let mut pool_indices =
-        rand::seq::index::sample(&mut pool_rng, data.train.len(), parameters.pool_size).into_vec();
-    pool_indices.sort_unstable();
-    let pool = data.train.select(&pool_indices)?;
+    let pool = random_subset(
+        &data.train,
+        parameters.pool_size,
+        &mut ChaCha20Rng::seed_from_u64(pool_seed),
+    )?;
     let pool_engine = training::engine_dataset(&pool)?;
     let test = training::engine_dataset(&data.test)?;
 
@@ -112,10 +107,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
             parameters.pool_size,
             &mut masks_rng,
         )?;
-        let spec = match privacy {
-            Privacy::NonPrivate => &parameters.non_private,
-            Privacy::Private { .. } => &parameters.private,
-        };
+        let spec = spec_for(privacy, &parameters.non_private, &parameters.private);
         // σ is calibrated once, for the nominal half-pool; every model is the same mechanism.
         let private_config = match privacy {
             Privacy::NonPrivate => None,
@@ -157,10 +149,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
                 }
             };
             let (losses, _) = training::losses_and_confidences(&trained.model, &pool_engine)?;
-            let phi = losses
-                .iter()
-                .map(|&loss| logit_scale_from_loss(loss))
-                .collect::<Result<Vec<f64>, _>>()?;
+            let phi = logit_scaled_confidences(&trained.model, &pool_engine)?;
             let summary = ModelSummary {
                 losses,
                 epsilon: trained.epsilon,
@@ -275,6 +264,53 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         markdown,
         plots,
     })
+}
+
+/// LiRA's φ = ln(p / (1 − p)) of the true label for every example, from the logits (finite
+/// even when the softmax rounds to 1, unlike a route through the loss).
+fn logit_scaled_confidences(model: &Mlp, data: &ArrayDataset) -> Result<Vec<f64>> {
+    let logits = model.logits(data.features().view())?;
+    logits
+        .axis_iter(Axis(0))
+        .zip(data.labels())
+        .map(|(row, &label)| {
+            let row: Vec<f64> = row.iter().map(|&z| f64::from(z)).collect();
+            Ok(logit_scale_from_logits(&row, label)?)
+        })
+        .collect()
+}
+
+/// The spec of the non-private or of the private runs.
+pub(super) fn spec_for<'a>(
+    privacy: Privacy,
+    non_private: &'a TrainingSpec,
+    private: &'a TrainingSpec,
+) -> &'a TrainingSpec {
+    match privacy {
+        Privacy::NonPrivate => non_private,
+        Privacy::Private { .. } => private,
+    }
+}
+
+/// `size` examples of `data` drawn uniformly without replacement, in their original order.
+///
+/// # Errors
+///
+/// If `size` is zero or exceeds the data set.
+pub(super) fn random_subset<R: Rng + ?Sized>(
+    data: &dp_data::Dataset,
+    size: usize,
+    rng: &mut R,
+) -> Result<dp_data::Dataset> {
+    if size == 0 || size > data.len() {
+        return Err(anyhow!(
+            "cannot draw {size} of the {} training images",
+            data.len()
+        ));
+    }
+    let mut indices = rand::seq::index::sample(rng, data.len(), size).into_vec();
+    indices.sort_unstable();
+    Ok(data.select(&indices)?)
 }
 
 /// Leave-one-out over all models: each is the target once; the scores of all targets are

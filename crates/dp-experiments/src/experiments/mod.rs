@@ -10,6 +10,7 @@ use crate::Profile;
 use crate::report::ExperimentOutput;
 
 mod accounting;
+mod audit;
 mod canary;
 mod engines;
 mod label_dp;
@@ -55,6 +56,10 @@ pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "mia",
         run: mia::run,
+    },
+    Experiment {
+        name: "audit",
+        run: audit::run,
     },
     Experiment {
         name: "tips",

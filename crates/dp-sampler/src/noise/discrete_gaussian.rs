@@ -118,7 +118,11 @@ impl DiscreteGaussian {
 
     /// One draw.
     pub fn sample<R: RngCore + ?Sized>(&self, rng: &mut R) -> i64 {
-        let mut draws = Draws { rng, bits: 0, bits_left: 0 };
+        let mut draws = Draws {
+            rng,
+            bits: 0,
+            bits_left: 0,
+        };
         loop {
             let candidate = self.discrete_laplace(&mut draws);
             let distance = candidate.unsigned_abs() as f64 - self.rejection_centre;
@@ -145,7 +149,8 @@ impl DiscreteGaussian {
                 0
             } else {
                 let uniform = draws.rng.next_u64();
-                self.slab_thresholds.partition_point(|&threshold| threshold <= uniform) as u64
+                self.slab_thresholds
+                    .partition_point(|&threshold| threshold <= uniform) as u64
             };
             let mut whole_scales = 0u64;
             while draws.bernoulli(EXP_MINUS_ONE_THRESHOLD) {

@@ -20,6 +20,12 @@ const GRID_BITS: i32 = 40;
 /// Largest grid coordinate (in steps) secure noise represents exactly, 2^125.
 const GRID_LIMIT: f64 = 4.253_529_586_511_731e37;
 
+/// Below 2^51 steps the input is rounded with [`ROUNDING_SHIFT`] and noised in `i64`.
+const FAST_ROUNDING_LIMIT: f64 = 2_251_799_813_685_248.0;
+
+/// 1.5·2^52: adding and subtracting it rounds an `f64` below 2^51 to an integer.
+const ROUNDING_SHIFT: f64 = 6_755_399_441_055_744.0;
+
 /// Elements per chunk; chunk `i` draws from ChaCha20 stream `i`, whatever thread runs it.
 const CHUNK_LEN: usize = 1 << 14;
 
@@ -246,14 +252,23 @@ impl Grid {
         let mut out_of_range = 0;
         for value in chunk {
             let scaled = value.to_f64() * self.inverse_step;
-            // Grid points span ±2^125 steps = ±2^85·std (σ < 2^41 steps); NaN maps to 0 and
-            // larger magnitudes clamp, which never increases a distance between inputs.
-            let representable = scaled.abs() <= GRID_LIMIT;
-            out_of_range += usize::from(!representable);
-            let on_grid = scaled.round().clamp(-GRID_LIMIT, GRID_LIMIT) as i128;
-            let noisy = on_grid + i128::from(self.noise.sample(stream));
-            // Back to floats: post-processing of the exact integer.
-            *value = T::from_f64(noisy as f64 * self.step);
+            let noise = self.noise.sample(stream);
+            // The integer `round(x/g) + Z` is exact on both paths; converting it back to a
+            // float is post-processing. Either rounding (ties to even, or away from zero)
+            // moves a coordinate by at most half a step.
+            let noisy = if scaled.abs() < FAST_ROUNDING_LIMIT {
+                // Adding and subtracting 1.5·2^52 rounds to the nearest integer.
+                let on_grid = ((scaled + ROUNDING_SHIFT) - ROUNDING_SHIFT) as i64;
+                (on_grid + noise) as f64
+            } else {
+                // Grid points span ±2^125 steps = ±2^85·std; NaN maps to 0 and larger
+                // magnitudes clamp, which never increases a distance between inputs.
+                let representable = scaled.abs() <= GRID_LIMIT;
+                out_of_range += usize::from(!representable);
+                let on_grid = scaled.round().clamp(-GRID_LIMIT, GRID_LIMIT) as i128;
+                (on_grid + i128::from(noise)) as f64
+            };
+            *value = T::from_f64(noisy * self.step);
         }
         out_of_range
     }
