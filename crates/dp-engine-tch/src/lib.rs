@@ -4,8 +4,10 @@
 //! plain `cargo build` and `cargo test` never need libtorch (`cargo xtask test` provisions it).
 //!
 //! - **Layers** ([`linear`], [`conv1d`], [`conv2d`], [`embedding`], [`layer_norm`],
-//!   [`group_norm`], [`Function`], [`Sequential`]): built on a `tch::nn::Path` like `tch::nn`,
-//!   each recording its input and output during the engines' forward pass.
+//!   [`group_norm`], [`rms_norm`], [`Function`], [`Sequential`], [`Residual`]): built on a
+//!   `tch::nn::Path` like `tch::nn`, each recording its input and output during the engines'
+//!   forward pass. Composite layers built from DP Linear layers: [`multi_head_attention`],
+//!   [`lstm`], [`gru`]. Reference architectures in [`models`].
 //! - **Model** ([`DpModel`]): a module, its per-example [`Loss`] and gradient buffers, checked by
 //!   [`validate`] (BatchNorm and layers without per-sample formulas are refused).
 //! - **Engines**, implementing `dp_engine::PerSampleGradEngine`: [`Microbatch`] (one backward
@@ -58,9 +60,10 @@ pub use batch::{TensorBatch, TensorDataset};
 pub use engines::{BookKeeping, Ghost, Materialized, Microbatch, NormChoice};
 pub use error::{Result, TchEngineError};
 pub use layers::{
-    Capture, Conv, ConvConfig, DpLayer, DpModule, Embedding, ForwardContext, Function, GroupNorm,
-    LayerId, LayerNorm, Linear, LinearConfig, NamedParameter, Norm, NormConfig, NormCosts,
-    Sequential, conv1d, conv2d, embedding, group_norm, layer_norm, linear,
-    linear_per_sample_weight_gradients,
+    AttentionConfig, Capture, Conv, ConvConfig, DpLayer, DpModule, Embedding, ForwardContext,
+    Function, GroupNorm, Gru, LayerId, LayerNorm, Linear, LinearConfig, Lstm, MultiHeadAttention,
+    NamedParameter, Norm, NormConfig, NormCosts, Recurrent, RecurrentConfig, Residual, RmsNorm,
+    Sequential, conv1d, conv2d, embedding, group_norm, gru, layer_norm, linear,
+    linear_per_sample_weight_gradients, lstm, multi_head_attention, rms_norm,
 };
 pub use model::{DpModel, Loss, validate};

@@ -290,7 +290,8 @@ pub fn validate(store: &nn::VarStore, module: &dyn DpModule) -> Result<()> {
                 layer: name,
                 kind: "parameterized layer without per-sample formulas",
                 fix: "build the layer from this crate's DP layers (Linear, Conv, Embedding, \
-                      LayerNorm, GroupNorm) or freeze the variable",
+                      LayerNorm, GroupNorm, RMSNorm, attention, LSTM, GRU) or freeze the \
+                      variable",
             });
         }
     }

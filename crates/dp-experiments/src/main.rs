@@ -9,6 +9,8 @@ mod machine;
 mod plot;
 mod progress;
 mod report;
+#[cfg(feature = "torch")]
+mod torch_training;
 mod training;
 
 use std::path::PathBuf;
@@ -43,6 +45,77 @@ impl Profile {
     }
 }
 
+/// The `--engine` choice: which per-sample gradient engine trains the CNN runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineChoice {
+    /// No libtorch: the CNN runs are skipped (the MLP runs use the ndarray engine anyway).
+    Ndarray,
+    /// libtorch, one backward pass per example (the reference; slow).
+    Microbatch,
+    /// libtorch, per-sample gradients materialized layer by layer.
+    Materialized,
+    /// libtorch, ghost norms and a second backward pass (Li et al. 2021).
+    Ghost,
+    /// libtorch, book-keeping: one backward pass, ghost or materialized norms per layer
+    /// (Bu et al. 2023).
+    Bookkeeping,
+}
+
+impl EngineChoice {
+    /// The engine's name as `--engine` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineChoice::Ndarray => "ndarray",
+            EngineChoice::Microbatch => "microbatch",
+            EngineChoice::Materialized => "materialized",
+            EngineChoice::Ghost => "ghost",
+            EngineChoice::Bookkeeping => "bookkeeping",
+        }
+    }
+
+    /// Why the CNN runs are skipped with this engine, if they are: `--engine ndarray`, or a
+    /// binary built without the `torch` feature.
+    pub fn cnn_skip_reason(self) -> Option<&'static str> {
+        if !cfg!(feature = "torch") {
+            Some(
+                "this binary was built without the `torch` feature (`cargo xtask experiments` \
+                 enables it)",
+            )
+        } else if self == EngineChoice::Ndarray {
+            Some("`--engine ndarray` was given")
+        } else {
+            None
+        }
+    }
+
+    /// The engine of the CNN runs: `requested`, else `bookkeeping` when the binary has the
+    /// `torch` feature and `ndarray` (no CNN runs) when it has not.
+    ///
+    /// # Errors
+    ///
+    /// A libtorch engine requested from a binary built without the `torch` feature.
+    fn resolve(requested: Option<EngineChoice>) -> Result<EngineChoice> {
+        let torch = cfg!(feature = "torch");
+        match requested {
+            Some(engine) if engine != EngineChoice::Ndarray && !torch => bail!(
+                "--engine {}: this binary was built without the `torch` feature; run \
+                 `cargo xtask experiments` (it provisions libtorch and enables the feature) or \
+                 build with `--features torch`",
+                engine.name()
+            ),
+            Some(engine) => Ok(engine),
+            None if torch => Ok(EngineChoice::Bookkeeping),
+            None => {
+                eprintln!(
+                    "note: built without the `torch` feature: the CNN runs are skipped (run \
+                     `cargo xtask experiments` to include them)"
+                );
+                Ok(EngineChoice::Ndarray)
+            }
+        }
+    }
+}
+
 /// Reproduce the field's results: accounting, accuracy, memorization and membership
 /// inference against ε, on the data the project ships.
 #[derive(Parser)]
@@ -53,11 +126,12 @@ struct Cli {
     /// How much work each experiment does.
     #[arg(long, value_enum, default_value_t = Profile::Default)]
     profile: Profile,
-    /// Per-sample gradient engine for the training runs. Only `ndarray` (the pure-Rust
-    /// book-keeping engine) runs the experiments so far; the libtorch engines are measured by
-    /// `cargo xtask bench`.
-    #[arg(long, default_value = "ndarray")]
-    engine: String,
+    /// Per-sample gradient engine of the CNN runs (`mnist`, `tips`): a libtorch engine
+    /// (default `bookkeeping`; needs the `torch` feature, which `cargo xtask experiments`
+    /// enables), or `ndarray` to skip the CNN runs. The MLP runs always use the pure-Rust
+    /// ndarray book-keeping engine. Every result records its engine.
+    #[arg(long, value_enum)]
+    engine: Option<EngineChoice>,
     /// Folder with full data sets in the standard formats (MNIST IDX files); default: the
     /// subsets shipped in data/.
     #[arg(long)]
@@ -98,14 +172,7 @@ fn run(cli: Cli) -> Result<()> {
             bail!("unknown experiment `{name}`; known: {}", known.join(", "));
         }
     }
-    if cli.engine != "ndarray" {
-        bail!(
-            "--engine {}: the experiments train with the pure-Rust `ndarray` engine only so far; \
-             the libtorch engines (microbatch, materialized, ghost, bookkeeping) are tested by \
-             `cargo xtask test` and timed by `cargo xtask bench`",
-            cli.engine
-        );
-    }
+    let engine = EngineChoice::resolve(cli.engine)?;
     std::fs::create_dir_all(&cli.out_dir)
         .with_context(|| format!("cannot create {}", cli.out_dir.display()))?;
     let provenance = Provenance {
@@ -127,6 +194,7 @@ fn run(cli: Cli) -> Result<()> {
         eprintln!("== {name} ({}): {}", cli.profile.name(), config.title);
         let context = ExperimentContext {
             name: name.clone(),
+            engine,
             data_dir: cli.data_dir.clone(),
             out_dir: cli.out_dir.join(name),
             seed: cli.seed,

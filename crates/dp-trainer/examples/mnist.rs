@@ -2,7 +2,7 @@
 //! 2,000 test images), through the pure-Rust engine. Run in release mode:
 //!
 //! ```text
-//! cargo run --release -p dp-trainer --example mnist -- epsilon=3 hidden=128 epochs=30 batch=512 lr=1.0 seed=1
+//! cargo run --release -p dp-trainer --example mnist -- epsilon=3 hidden=64 epochs=15 batch=512 lr=1.0 seed=1
 //! ```
 //!
 //! Prints the calibrated noise multiplier, ε spent, and both test accuracies.
@@ -33,8 +33,8 @@ fn main() -> anyhow::Result<()> {
     };
     let (epsilon, hidden, epochs, batch) = (
         get("epsilon", 3.0)?,
-        get("hidden", 128.0)? as usize,
-        get("epochs", 30.0)?,
+        get("hidden", 64.0)? as usize,
+        get("epochs", 15.0)?,
         get("batch", 512.0)?,
     );
     let (learning_rate, max_grad_norm, seed) =

@@ -225,4 +225,16 @@ mod tests {
         let epsilon = (1.0 + 10.0 * (1.0 - noise_parameter) / noise_parameter).ln();
         assert!((2.0..2.0 + 1e-12).contains(&epsilon));
     }
+
+    /// The accountants take the event under replace-one (label DP's relation): the (ε, δ) they
+    /// report is within the pure ε of the mechanism, and close to it for small δ.
+    #[test]
+    fn accountant_composes_the_label_dp_event() {
+        use dp_accountant::{NeighbouringRelation, PldAccountant, PrivacyAccountant};
+        let mechanism = RandomizedResponseWithPrior::new(2.0, 10).unwrap();
+        let mut accountant = PldAccountant::new(NeighbouringRelation::ReplaceOne);
+        accountant.compose(&mechanism.event()).unwrap();
+        let epsilon = accountant.epsilon(1e-9).unwrap().epsilon;
+        assert!(epsilon <= 2.0 + 1e-6 && epsilon > 1.9, "epsilon {epsilon}");
+    }
 }

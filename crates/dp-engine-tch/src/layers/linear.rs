@@ -59,20 +59,23 @@ pub fn linear(
     positive("in_features", in_features)?;
     positive("out_features", out_features)?;
     let weight = path.f_kaiming_uniform("weight", &[out_features, in_features])?;
-    let bias = if config.bias {
-        let bound = 1.0 / (in_features as f64).sqrt();
-        let tensor = path.f_uniform("bias", &[out_features], -bound, bound)?;
-        Some(NamedParameter::new(path, "bias", &tensor))
-    } else {
-        None
-    };
-    Ok(Linear {
-        id: LayerId::fresh(),
-        in_features,
-        out_features,
-        weight: NamedParameter::new(path, "weight", &weight),
-        bias,
-    })
+    let bias_bound = 1.0 / (in_features as f64).sqrt();
+    Linear::from_weight(path, &weight, config.bias, bias_bound)
+}
+
+/// A Linear layer with weight and bias uniform in ±`bound` (the initialization of recurrent
+/// cells, `bound` = 1/sqrt(hidden size)).
+pub(crate) fn linear_uniform(
+    path: &nn::Path<'_>,
+    in_features: i64,
+    out_features: i64,
+    config: LinearConfig,
+    bound: f64,
+) -> Result<Linear> {
+    positive("in_features", in_features)?;
+    positive("out_features", out_features)?;
+    let weight = path.f_uniform("weight", &[out_features, in_features], -bound, bound)?;
+    Linear::from_weight(path, &weight, config.bias, bound)
 }
 
 pub(crate) fn positive(name: &'static str, value: i64) -> Result<()> {
@@ -88,6 +91,30 @@ pub(crate) fn positive(name: &'static str, value: i64) -> Result<()> {
 }
 
 impl Linear {
+    /// The layer around `weight` `[out, in]` (a variable of `path`), with a bias uniform in
+    /// ±`bias_bound` at `path / "bias"` when `bias`.
+    fn from_weight(
+        path: &nn::Path<'_>,
+        weight: &Tensor,
+        bias: bool,
+        bias_bound: f64,
+    ) -> Result<Self> {
+        let size = weight.size();
+        let bias = if bias {
+            let tensor = path.f_uniform("bias", &[size[0]], -bias_bound, bias_bound)?;
+            Some(NamedParameter::new(path, "bias", &tensor))
+        } else {
+            None
+        };
+        Ok(Self {
+            id: LayerId::fresh(),
+            in_features: size[1],
+            out_features: size[0],
+            weight: NamedParameter::new(path, "weight", weight),
+            bias,
+        })
+    }
+
     /// The weight `[out, in]`.
     pub fn weight(&self) -> &Tensor {
         &self.weight.tensor

@@ -11,22 +11,28 @@
 //! capture per use; its per-sample gradient is the sum over uses, and every formula here takes
 //! the list of captures of one layer.
 
+mod attention;
 mod conv;
 mod embedding;
 mod functional;
 mod linear;
 mod norm;
+mod recurrent;
+mod residual;
 mod sequential;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tch::{Kind, Tensor};
 
+pub use attention::{AttentionConfig, MultiHeadAttention, multi_head_attention};
 pub use conv::{Conv, ConvConfig, conv1d, conv2d};
 pub use embedding::{Embedding, embedding};
 pub use functional::Function;
 pub use linear::{Linear, LinearConfig, linear, linear_per_sample_weight_gradients};
-pub use norm::{GroupNorm, LayerNorm, Norm, NormConfig, group_norm, layer_norm};
+pub use norm::{GroupNorm, LayerNorm, Norm, NormConfig, RmsNorm, group_norm, layer_norm, rms_norm};
+pub use recurrent::{Gru, Lstm, Recurrent, RecurrentConfig, gru, lstm};
+pub use residual::Residual;
 pub use sequential::Sequential;
 
 use crate::Result;

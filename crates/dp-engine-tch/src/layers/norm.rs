@@ -1,9 +1,9 @@
-//! Per-example normalization layers (LayerNorm, GroupNorm) with affine parameters.
+//! Per-example normalization layers (LayerNorm, GroupNorm, RMSNorm) with affine parameters.
 //!
-//! Both normalize each example with its own statistics, so examples stay independent. With
+//! All normalize each example with its own statistics, so examples stay independent. With
 //! `x̂` the normalized input (recomputed from the stored input) and `G` the output gradient,
 //! example b's gradients are `sum (G ⊙ x̂)` for the scale and `sum G` for the shift, summed over
-//! every axis the parameter is broadcast along.
+//! every axis the parameter is broadcast along. RMSNorm has a scale only.
 
 use tch::{Kind, Tensor, nn};
 
@@ -11,12 +11,13 @@ use super::linear::positive;
 use super::{Capture, DpLayer, DpModule, ForwardContext, LayerId, NamedParameter, NormCosts};
 use crate::{Result, TchEngineError};
 
-/// Options of [`layer_norm`] and [`group_norm`].
+/// Options of [`layer_norm`], [`group_norm`] and [`rms_norm`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NormConfig {
     /// Added to the variance for numerical stability.
     pub eps: f64,
-    /// Whether the layer has a learned scale (init 1) and shift (init 0).
+    /// Whether the layer has a learned scale (init 1) and shift (init 0); RMSNorm has the
+    /// scale only.
     pub affine: bool,
 }
 
@@ -37,9 +38,12 @@ enum Normalization {
     Layer { normalized_shape: Vec<i64> },
     /// Over channel groups of `[batch, channels, ...]`; parameters are per channel.
     Group { num_groups: i64, num_channels: i64 },
+    /// Divided by the root mean square over the trailing `normalized_shape` (no centring, no
+    /// shift); the scale has that shape.
+    Rms { normalized_shape: Vec<i64> },
 }
 
-/// Shared implementation of [`LayerNorm`] and [`GroupNorm`].
+/// Shared implementation of [`LayerNorm`], [`GroupNorm`] and [`RmsNorm`].
 #[derive(Debug)]
 pub struct Norm {
     id: LayerId,
@@ -54,6 +58,9 @@ pub type LayerNorm = Norm;
 /// Group normalization over channel groups (Wu and He 2018): the per-example replacement of
 /// BatchNorm.
 pub type GroupNorm = Norm;
+/// Root-mean-square normalization over the trailing dimensions (Zhang and Sennrich 2019):
+/// `y = x / sqrt(mean(x²) + eps) ⊙ weight`.
+pub type RmsNorm = Norm;
 
 impl Clone for Norm {
     /// A handle to the same layer: same identity, same parameters.
@@ -79,16 +86,7 @@ pub fn layer_norm(
     normalized_shape: Vec<i64>,
     config: NormConfig,
 ) -> Result<LayerNorm> {
-    if normalized_shape.is_empty() {
-        return Err(TchEngineError::InvalidParameter {
-            name: "normalized_shape",
-            value: "[]".to_owned(),
-            reason: "must have at least one dimension",
-        });
-    }
-    for &size in &normalized_shape {
-        positive("normalized_shape", size)?;
-    }
+    check_normalized_shape(&normalized_shape)?;
     let shape = normalized_shape.clone();
     Norm::new(
         path,
@@ -96,6 +94,53 @@ pub fn layer_norm(
         &shape,
         config,
     )
+}
+
+/// An RMSNorm over the trailing `normalized_shape`, its scale (init 1) at `path / "weight"`
+/// when `config.affine` (RMSNorm has no shift).
+///
+/// # Errors
+///
+/// [`TchEngineError::InvalidParameter`] for an empty shape, a non-positive size or `eps`.
+///
+/// # Examples
+///
+/// ```
+/// use dp_engine_tch::{DpLayer, NormConfig, rms_norm};
+/// use tch::{Device, nn};
+///
+/// let store = nn::VarStore::new(Device::Cpu);
+/// let norm = rms_norm(&(&store.root() / "norm"), vec![16], NormConfig::default())?;
+/// assert_eq!(norm.parameters().len(), 1);
+/// # Ok::<(), dp_engine_tch::TchEngineError>(())
+/// ```
+pub fn rms_norm(
+    path: &nn::Path<'_>,
+    normalized_shape: Vec<i64>,
+    config: NormConfig,
+) -> Result<RmsNorm> {
+    check_normalized_shape(&normalized_shape)?;
+    let shape = normalized_shape.clone();
+    Norm::new(
+        path,
+        Normalization::Rms { normalized_shape },
+        &shape,
+        config,
+    )
+}
+
+fn check_normalized_shape(normalized_shape: &[i64]) -> Result<()> {
+    if normalized_shape.is_empty() {
+        return Err(TchEngineError::InvalidParameter {
+            name: "normalized_shape",
+            value: "[]".to_owned(),
+            reason: "must have at least one dimension",
+        });
+    }
+    for &size in normalized_shape {
+        positive("normalized_shape", size)?;
+    }
+    Ok(())
 }
 
 /// A GroupNorm of `num_channels` channels in `num_groups` groups, per-channel parameters at
@@ -143,11 +188,13 @@ impl Norm {
         }
         let (weight, bias) = if config.affine {
             let weight = path.f_ones("weight", parameter_shape)?;
-            let bias = path.f_zeros("bias", parameter_shape)?;
-            (
-                Some(NamedParameter::new(path, "weight", &weight)),
-                Some(NamedParameter::new(path, "bias", &bias)),
-            )
+            let bias = if matches!(normalization, Normalization::Rms { .. }) {
+                None
+            } else {
+                let bias = path.f_zeros("bias", parameter_shape)?;
+                Some(NamedParameter::new(path, "bias", &bias))
+            };
+            (Some(NamedParameter::new(path, "weight", &weight)), bias)
         } else {
             (None, None)
         };
@@ -173,6 +220,9 @@ impl Norm {
             Normalization::Group { num_groups, .. } => {
                 xs.f_group_norm(*num_groups, weight, bias, self.eps, true)?
             }
+            Normalization::Rms { normalized_shape } => {
+                xs.f_rms_norm(normalized_shape.as_slice(), weight, self.eps)?
+            }
         })
     }
 
@@ -180,7 +230,7 @@ impl Norm {
     fn reduce_to_parameters(&self, values: &Tensor) -> Result<Tensor> {
         let batch = values.size()[0];
         Ok(match &self.normalization {
-            Normalization::Layer { normalized_shape } => {
+            Normalization::Layer { normalized_shape } | Normalization::Rms { normalized_shape } => {
                 let features: i64 = normalized_shape.iter().product();
                 values.f_reshape([batch, -1, features])?.f_sum_dim_intlist(
                     1,
@@ -231,9 +281,15 @@ impl DpLayer for Norm {
             let normalized = self.normalize(&capture.input, None::<&Tensor>, None)?;
             let gradient = &capture.output_gradient;
             scale.push(self.reduce_to_parameters(&gradient.f_mul(&normalized)?)?);
-            shift.push(self.reduce_to_parameters(gradient)?);
+            if self.bias.is_some() {
+                shift.push(self.reduce_to_parameters(gradient)?);
+            }
         }
-        Ok(vec![sum_all(scale)?, sum_all(shift)?])
+        let mut result = vec![sum_all(scale)?];
+        if self.bias.is_some() {
+            result.push(sum_all(shift)?);
+        }
+        Ok(result)
     }
 
     fn norm_costs(&self, captures: &[Capture]) -> NormCosts {

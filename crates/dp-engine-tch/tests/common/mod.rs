@@ -5,8 +5,9 @@
 use std::cell::RefCell;
 
 use dp_engine_tch::{
-    ConvConfig, DpModel, Function, LinearConfig, Loss, NormConfig, Sequential, TensorBatch, conv1d,
-    conv2d, embedding, group_norm, layer_norm, linear,
+    AttentionConfig, ConvConfig, DpModel, Function, LinearConfig, Loss, NormConfig,
+    RecurrentConfig, Sequential, TensorBatch, conv1d, conv2d, embedding, group_norm, gru,
+    layer_norm, linear, lstm, models, multi_head_attention, rms_norm,
 };
 use dp_engine_testkit::{ConformanceFixture, SplitMix64};
 use tch::{Device, Kind, Tensor, nn};
@@ -34,23 +35,42 @@ pub enum ModelKind {
     Embedding,
     /// Linear, LayerNorm, ReLU, Linear on sequences.
     LayerNorm,
+    /// Linear, RMSNorm, Tanh, Linear on sequences.
+    RmsNorm,
     /// Conv2d, GroupNorm, ReLU, Linear.
     GroupNorm,
     /// One Linear layer applied twice (tied parameters).
     TiedLinear,
+    /// Linear, multi-head self-attention (random heads, causal or not), Tanh, Linear on
+    /// sequences.
+    Attention,
+    /// A small transformer encoder (`models::transformer_encoder`) over token sequences.
+    Transformer,
+    /// One or two stacked LSTM layers on sequences, Linear per position.
+    Lstm,
+    /// One or two stacked GRU layers on sequences, Linear per position.
+    Gru,
+    /// A small character LSTM (`models::char_lstm`) over token sequences.
+    CharLstm,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 14] = [
         Self::Mlp,
         Self::SequenceLinear,
         Self::Conv2d,
         Self::Conv1d,
         Self::Embedding,
         Self::LayerNorm,
+        Self::RmsNorm,
         Self::GroupNorm,
         Self::TiedLinear,
+        Self::Attention,
+        Self::Transformer,
+        Self::Lstm,
+        Self::Gru,
+        Self::CharLstm,
     ];
 }
 
@@ -116,7 +136,7 @@ fn build(kind: ModelKind, seed: u64, device: Device) -> anyhow::Result<(DpModel,
         bias: rng.below(4) != 0,
     };
     let (module, spec) = match kind {
-        ModelKind::Mlp | ModelKind::SequenceLinear | ModelKind::LayerNorm => {
+        ModelKind::Mlp | ModelKind::SequenceLinear | ModelKind::LayerNorm | ModelKind::RmsNorm => {
             let features = between(&mut rng, 2, 8);
             let time = if kind == ModelKind::Mlp {
                 None
@@ -132,6 +152,14 @@ fn build(kind: ModelKind, seed: u64, device: Device) -> anyhow::Result<(DpModel,
                     NormConfig::default(),
                 )?);
                 // Non-trivial affine parameters, so their gradients are not special.
+                perturb(&store)?;
+            }
+            if kind == ModelKind::RmsNorm {
+                module = module.add(rms_norm(
+                    &(&root / "norm"),
+                    vec![hidden],
+                    NormConfig::default(),
+                )?);
                 perturb(&store)?;
             }
             let module = module
@@ -294,8 +322,91 @@ fn build(kind: ModelKind, seed: u64, device: Device) -> anyhow::Result<(DpModel,
                 },
             )
         }
+        ModelKind::Attention => {
+            let features = between(&mut rng, 2, 6);
+            let time = between(&mut rng, 1, 5);
+            let config = AttentionConfig {
+                num_heads: between(&mut rng, 1, 2),
+                causal: rng.below(2) == 0,
+                bias: bias.bias,
+            };
+            let width = config.num_heads * between(&mut rng, 1, 3);
+            let module = Sequential::new()
+                .add(linear(
+                    &(&root / "fc1"),
+                    features,
+                    width,
+                    LinearConfig::default(),
+                )?)
+                .add(multi_head_attention(&(&root / "attention"), width, config)?)
+                .add(Function::Tanh)
+                .add(linear(
+                    &(&root / "fc2"),
+                    width,
+                    classes,
+                    LinearConfig::default(),
+                )?);
+            (module, sequence_spec(vec![time, features], time, classes))
+        }
+        ModelKind::Transformer => {
+            let num_heads = between(&mut rng, 1, 2);
+            let time = between(&mut rng, 1, 5);
+            let config = models::TransformerConfig {
+                vocabulary: classes,
+                max_length: time + between(&mut rng, 0, 2),
+                model_dim: num_heads * between(&mut rng, 1, 3),
+                num_heads,
+                num_layers: between(&mut rng, 1, 2) as usize,
+                mlp_dim: between(&mut rng, 2, 6),
+                causal: rng.below(2) == 0,
+            };
+            let module = models::transformer_encoder(&root, &config)?;
+            perturb(&store)?;
+            let mut spec = sequence_spec(vec![time], time, classes);
+            spec.vocabulary = Some(classes);
+            (module, spec)
+        }
+        ModelKind::Lstm | ModelKind::Gru => {
+            let features = between(&mut rng, 1, 5);
+            let time = between(&mut rng, 1, 5);
+            let config = RecurrentConfig { bias: bias.bias };
+            let recurrent = if kind == ModelKind::Lstm { lstm } else { gru };
+            let mut module =
+                Sequential::new().add(recurrent(&(&root / "rnn0"), features, hidden, config)?);
+            if rng.below(2) == 0 {
+                module = module.add(recurrent(&(&root / "rnn1"), hidden, hidden, config)?);
+            }
+            let module = module.add(linear(
+                &(&root / "fc"),
+                hidden,
+                classes,
+                LinearConfig::default(),
+            )?);
+            (module, sequence_spec(vec![time, features], time, classes))
+        }
+        ModelKind::CharLstm => {
+            let time = between(&mut rng, 1, 5);
+            let config = models::CharLstmConfig {
+                vocabulary: classes,
+                embedding_dim: between(&mut rng, 2, 5),
+                hidden_size: hidden,
+            };
+            let mut spec = sequence_spec(vec![time], time, classes);
+            spec.vocabulary = Some(classes);
+            (models::char_lstm(&root, &config)?, spec)
+        }
     };
     Ok((DpModel::new(&store, module, Loss::CrossEntropy)?, spec))
+}
+
+/// Gaussian sequences of `shape`, a class per position.
+fn sequence_spec(shape: Vec<i64>, time: i64, classes: i64) -> InputSpec {
+    InputSpec {
+        shape,
+        vocabulary: None,
+        target_shape: vec![time],
+        classes,
+    }
 }
 
 /// Moves every variable away from its initial value (LayerNorm scale 1 and shift 0 would hide

@@ -25,7 +25,7 @@ use super::mnist::training_details;
 use super::{ExperimentContext, parameters, run_seed};
 use crate::plot::{LineChart, Series};
 use crate::report::{ExperimentOutput, RunRecord, markdown_table};
-use crate::training::{self, ACCOUNTANT, Privacy, Trained, TrainingSpec};
+use crate::training::{self, ACCOUNTANT, ENGINE, Privacy, Trained, TrainingSpec};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,13 +70,30 @@ struct ClopperPearsonParameters {
     private: TrainingSpec,
 }
 
+/// The two audits, in report order.
+const METHODS: [&str; 2] = ["one-run", "Clopper-Pearson"];
+
 /// The two audits of one privacy level.
 struct LevelAudit {
     privacy: Privacy,
-    /// The accountant's ε (`None`: not private).
-    epsilon: Option<f64>,
     one_run: OneRunAudit,
-    clopper_pearson: EpsilonLowerBound,
+    /// The accountant's ε of the one-run audit's training run (`None`: not private).
+    one_run_epsilon: Option<f64>,
+    clopper_pearson: ClopperPearsonOutcome,
+}
+
+impl LevelAudit {
+    /// (method, lower bound, the accountant's ε of the audited runs).
+    fn bounds(&self) -> [(&'static str, f64, Option<f64>); 2] {
+        [
+            (METHODS[0], self.one_run.epsilon, self.one_run_epsilon),
+            (
+                METHODS[1],
+                self.clopper_pearson.bound.epsilon,
+                self.clopper_pearson.epsilon,
+            ),
+        ]
+    }
 }
 
 /// Runs the experiment.
@@ -146,7 +163,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
             delta: parameters.delta,
             noise_multiplier: trained.noise_multiplier,
             accountant: ACCOUNTANT.to_string(),
-            engine: "ndarray-bookkeeping".to_owned(),
+            engine: ENGINE.to_owned(),
             seed,
             steps: trained.steps,
             metrics: BTreeMap::from([
@@ -166,8 +183,8 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
 
         let started = Instant::now();
         let seed = run_seed(context.seed, &context.name, level_seed + 1);
-        let (clopper_pearson, epsilon, cp_steps, cp_noise) =
-            clopper_pearson_setup.audit(&parameters, privacy, seed)?;
+        let clopper_pearson = clopper_pearson_setup.audit(&parameters, privacy, seed)?;
+        let bound = clopper_pearson.bound;
         let mut details = training_details(
             spec_for(
                 privacy,
@@ -203,28 +220,28 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         runs.push(RunRecord {
             experiment: context.name.clone(),
             run: format!("clopper-pearson {}", privacy.label()),
-            epsilon,
+            epsilon: clopper_pearson.epsilon,
             delta: parameters.delta,
-            noise_multiplier: cp_noise,
+            noise_multiplier: clopper_pearson.noise_multiplier,
             accountant: ACCOUNTANT.to_string(),
-            engine: "ndarray-bookkeeping".to_owned(),
+            engine: ENGINE.to_owned(),
             seed,
-            steps: cp_steps,
+            steps: clopper_pearson.steps,
             metrics: BTreeMap::from([
-                ("epsilon_lower_bound".to_owned(), clopper_pearson.epsilon),
-                ("threshold".to_owned(), clopper_pearson.threshold),
+                ("epsilon_lower_bound".to_owned(), bound.epsilon),
+                ("threshold".to_owned(), bound.threshold),
                 (
                     "false_positive_rate_upper".to_owned(),
-                    clopper_pearson.false_positive_rate_upper,
+                    bound.false_positive_rate_upper,
                 ),
                 (
                     "false_negative_rate_upper".to_owned(),
-                    clopper_pearson.false_negative_rate_upper,
+                    bound.false_negative_rate_upper,
                 ),
                 ("confidence".to_owned(), parameters.confidence),
                 (
                     "bound_exceeds_epsilon".to_owned(),
-                    f64::from(u8::from(exceeds(clopper_pearson.epsilon, epsilon))),
+                    f64::from(u8::from(exceeds(bound.epsilon, clopper_pearson.epsilon))),
                 ),
             ]),
             details,
@@ -232,8 +249,8 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         });
         audits.push(LevelAudit {
             privacy,
-            epsilon: trained.epsilon.or(epsilon),
             one_run,
+            one_run_epsilon: trained.epsilon,
             clopper_pearson,
         });
     }
@@ -241,19 +258,17 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
     let violations: Vec<String> = audits
         .iter()
         .flat_map(|audit| {
-            [
-                ("one-run", audit.one_run.epsilon),
-                ("Clopper-Pearson", audit.clopper_pearson.epsilon),
-            ]
-            .into_iter()
-            .filter(|(_, bound)| exceeds(*bound, audit.epsilon))
-            .map(move |(method, bound)| {
-                format!(
-                    "{method} lower bound {bound:.3} exceeds the accountant's ε = {:.3} at {}",
-                    audit.epsilon.unwrap_or(f64::INFINITY),
-                    audit.privacy.label()
-                )
-            })
+            audit
+                .bounds()
+                .into_iter()
+                .filter(|(_, bound, epsilon)| exceeds(*bound, *epsilon))
+                .map(move |(method, bound, epsilon)| {
+                    format!(
+                        "{method} lower bound {bound:.3} exceeds the accountant's ε = {:.3} at {}",
+                        epsilon.unwrap_or(f64::INFINITY),
+                        audit.privacy.label()
+                    )
+                })
         })
         .collect();
     for violation in &violations {
@@ -405,6 +420,17 @@ impl OneRunSetup {
     }
 }
 
+/// The Clopper-Pearson bound of one privacy level and the runs behind it.
+struct ClopperPearsonOutcome {
+    bound: EpsilonLowerBound,
+    /// The accountant's ε of every run (`None`: not private).
+    epsilon: Option<f64>,
+    /// Steps of every run.
+    steps: u64,
+    /// σ of every run (`None`: not private).
+    noise_multiplier: Option<f64>,
+}
+
 /// The data of the Clopper-Pearson audit: a small clean set and one mislabelled canary.
 struct ClopperPearsonSetup {
     without_canary: ArrayDataset,
@@ -437,14 +463,13 @@ impl ClopperPearsonSetup {
     }
 
     /// `runs_per_world` independent runs with the canary and as many without (alternating),
-    /// then the Clopper-Pearson bound on the canary's scores. Returns the bound, the
-    /// accountant's ε, the steps and σ of each run.
+    /// then the Clopper-Pearson bound on the canary's scores.
     fn audit(
         &self,
         parameters: &Parameters,
         privacy: Privacy,
         seed: u64,
-    ) -> Result<(EpsilonLowerBound, Option<f64>, u64, Option<f64>)> {
+    ) -> Result<ClopperPearsonOutcome> {
         let settings = &parameters.clopper_pearson;
         let spec = spec_for(privacy, &settings.non_private, &settings.private);
         // Both worlds run the same mechanism: the configuration is fixed for the clean size.
@@ -503,47 +528,53 @@ impl ClopperPearsonSetup {
             parameters.confidence,
             ThresholdSelection::BonferroniGrid(grid),
         )?;
-        Ok((bound, epsilon, steps, noise_multiplier))
+        Ok(ClopperPearsonOutcome {
+            bound,
+            epsilon,
+            steps,
+            noise_multiplier,
+        })
     }
 }
 
+/// Lower bound against the accountant's ε per method, the y = x line, and the non-private
+/// bounds as horizontal lines (their accountant ε is infinite).
 fn plot(audits: &[LevelAudit], dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
-    let private: Vec<&LevelAudit> = audits
+    let largest = audits
         .iter()
-        .filter(|audit| audit.epsilon.is_some())
-        .collect();
-    let points = |bound: fn(&LevelAudit) -> f64| -> Vec<(f64, f64)> {
-        let mut points: Vec<(f64, f64)> = private
-            .iter()
-            .filter_map(|audit| audit.epsilon.map(|epsilon| (epsilon, bound(audit))))
-            .collect();
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        points
-    };
-    let largest = private
-        .iter()
-        .filter_map(|audit| audit.epsilon)
+        .flat_map(|audit| audit.bounds().map(|(_, _, epsilon)| epsilon))
+        .flatten()
         .fold(1.0, f64::max);
+    let mut series = Vec::new();
+    for (method, _) in METHODS.iter().enumerate() {
+        let mut private = Vec::new();
+        for audit in audits {
+            let (name, bound, epsilon) = audit.bounds()[method];
+            match epsilon {
+                Some(epsilon) => private.push((epsilon, bound)),
+                None => series.push(Series {
+                    label: format!("{name}, non-private (ε = ∞)"),
+                    points: vec![(0.0, bound), (largest, bound)],
+                }),
+            }
+        }
+        private.sort_by(|a, b| a.0.total_cmp(&b.0));
+        series.push(Series {
+            label: format!("{} audit", METHODS[method]),
+            points: private,
+        });
+    }
+    series.push(Series {
+        label: "y = x (a bound above is a bug)".to_owned(),
+        points: vec![(0.0, 0.0), (largest, largest)],
+    });
     let chart = LineChart {
         title: "Empirical ε lower bounds vs the accountant's ε".to_owned(),
-        x_label: "theoretical ε (RDP accountant)".to_owned(),
+        x_label: format!("theoretical ε ({ACCOUNTANT} accountant)"),
         y_label: "empirical ε lower bound".to_owned(),
         x_log: false,
         y_log: false,
-        series: vec![
-            Series {
-                label: "one-run audit".to_owned(),
-                points: points(|audit| audit.one_run.epsilon),
-            },
-            Series {
-                label: "Clopper-Pearson audit".to_owned(),
-                points: points(|audit| audit.clopper_pearson.epsilon),
-            },
-            Series {
-                label: "y = x (a bound above is a bug)".to_owned(),
-                points: vec![(0.0, 0.0), (largest, largest)],
-            },
-        ],
+        series,
     };
     chart.write(dir, "lower_bound_vs_epsilon")
 }
@@ -605,21 +636,22 @@ fn report_markdown(
     let rows: Vec<Vec<String>> = audits
         .iter()
         .map(|audit| {
+            let cp = &audit.clopper_pearson;
             vec![
                 audit.privacy.label(),
                 audit
-                    .epsilon
+                    .one_run_epsilon
+                    .or(cp.epsilon)
                     .map_or("∞ (not private)".to_owned(), |e| format!("{e:.3}")),
                 format!("{:.3}", audit.one_run.epsilon),
                 format!(
                     "{} of {}",
                     audit.one_run.correct_guesses, audit.one_run.guesses
                 ),
-                format!("{:.3}", audit.clopper_pearson.epsilon),
+                format!("{:.3}", cp.bound.epsilon),
                 format!(
                     "{:.3} / {:.3}",
-                    audit.clopper_pearson.false_positive_rate_upper,
-                    audit.clopper_pearson.false_negative_rate_upper
+                    cp.bound.false_positive_rate_upper, cp.bound.false_negative_rate_upper
                 ),
             ]
         })

@@ -23,6 +23,8 @@ mod tips;
 pub struct ExperimentContext {
     /// The experiment's name.
     pub name: String,
+    /// Engine of the CNN runs (`--engine`; `ndarray`: no CNN runs).
+    pub engine: crate::EngineChoice,
     /// Full data sets, if the user gave them.
     pub data_dir: Option<PathBuf>,
     /// Folder for this experiment's results and plots.

@@ -1,0 +1,546 @@
+//! CNN training runs on the libtorch engines of dp-engine-tch (feature `torch`): the Opacus
+//! MNIST CNN, with or without GroupNorm, trained privately (DP-SGD through dp-trainer, Poisson
+//! sampling, σ calibrated with the same accountant as the MLP runs, secure noise) or not.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use dp_accountant::{NeighbouringRelation, RdpAccountant};
+use dp_clip::FlatClip;
+use dp_engine::PerSampleGradEngine;
+use dp_engine_tch::tch::{self, Device, Kind, Tensor, nn};
+use dp_engine_tch::{
+    BookKeeping, ConvConfig, DpModel, Function, Ghost, LinearConfig, Loss, Materialized,
+    Microbatch, NormConfig, Sequential, TensorBatch, TensorDataset, conv2d, group_norm, linear,
+    models,
+};
+use dp_sampler::NoiseMode;
+use dp_trainer::{
+    DpSgdConfig, DpTrainer, LearningRateSchedule, NonPrivateConfig, Optimizer, TrainerParts,
+    TrainerRngs, train_non_private,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use serde::Deserialize;
+
+use crate::EngineChoice;
+use crate::progress::RunProgress;
+use crate::report::RunRecord;
+use crate::training::{ACCOUNTANT, Privacy};
+
+/// MNIST pixel mean of the full training set; inputs are standardized with it as in the
+/// Opacus example.
+const MNIST_MEAN: f64 = 0.1307;
+/// MNIST pixel standard deviation of the full training set.
+const MNIST_STD: f64 = 0.3081;
+/// Largest physical batch of a private step (a larger Poisson batch is processed in chunks).
+const MAX_PHYSICAL_BATCH_SIZE: usize = 512;
+/// Examples per forward pass when measuring accuracy.
+const EVALUATION_CHUNK: i64 = 1000;
+
+/// Hyper-parameters of one CNN run (a `[<profile>.cnn]` table).
+#[derive(Clone, Debug, Deserialize)]
+pub struct CnnSpec {
+    /// Expected (private, Poisson) or exact (non-private) batch size.
+    pub batch_size: f64,
+    /// Passes over the data (expected passes for Poisson sampling); fractions are allowed
+    /// for private runs (the smoke profile takes a few steps).
+    pub epochs: f64,
+    /// Learning rate of SGD.
+    pub learning_rate: f64,
+    /// SGD momentum.
+    #[serde(default)]
+    pub momentum: f64,
+    /// Clipping bound C of flat clipping.
+    pub max_grad_norm: f64,
+}
+
+/// Normalization layers of the CNN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normalization {
+    /// None: exactly the Opacus MNIST CNN ([`models::mnist_cnn`]).
+    None,
+    /// GroupNorm with `groups` groups after each convolution, before its ReLU.
+    GroupNorm {
+        /// Groups of each GroupNorm layer (must divide 16, the first convolution's channels).
+        groups: i64,
+    },
+}
+
+impl Normalization {
+    /// A short description for tables and `details`.
+    pub fn describe(self) -> String {
+        match self {
+            Normalization::None => "none".to_owned(),
+            Normalization::GroupNorm { groups } => format!("GroupNorm ({groups} groups)"),
+        }
+    }
+}
+
+/// Image classification data as tensors: the training set the trainer samples from, and both
+/// sets for measuring accuracy.
+pub struct ImageData {
+    train_inputs: Tensor,
+    train_labels: Tensor,
+    test_inputs: Tensor,
+    test_labels: Tensor,
+    num_classes: i64,
+    device: Device,
+}
+
+impl ImageData {
+    /// Converts MNIST-like data (`1 x 28 x 28` images in `[0, 1]`) to standardized tensors
+    /// `[n, 1, 28, 28]` on `device`.
+    ///
+    /// # Errors
+    ///
+    /// When the data sets are not images or libtorch fails.
+    pub fn new(data: &dp_data::TrainTest, device: Device) -> Result<Self> {
+        let (train_inputs, train_labels) = image_tensors(&data.train, device)?;
+        let (test_inputs, test_labels) = image_tensors(&data.test, device)?;
+        Ok(Self {
+            train_inputs,
+            train_labels,
+            test_inputs,
+            test_labels,
+            num_classes: i64::try_from(data.train.num_classes())?,
+            device,
+        })
+    }
+
+    /// The training set as the trainer samples it (sharing the tensors).
+    ///
+    /// # Errors
+    ///
+    /// libtorch errors.
+    fn train_set(&self) -> Result<TensorDataset> {
+        Ok(TensorDataset::new(
+            self.train_inputs.shallow_clone(),
+            self.train_labels.shallow_clone(),
+            self.device,
+        )?)
+    }
+
+    /// Number of training examples.
+    pub fn num_train(&self) -> usize {
+        self.train_labels.size().first().map_or(0, |&n| n as usize)
+    }
+
+    /// Accuracy of `model` on the training set.
+    ///
+    /// # Errors
+    ///
+    /// libtorch errors.
+    pub fn train_accuracy(&self, model: &DpModel) -> Result<f64> {
+        accuracy(model, &self.train_inputs, &self.train_labels)
+    }
+
+    /// Accuracy of `model` on the test set.
+    ///
+    /// # Errors
+    ///
+    /// libtorch errors.
+    pub fn test_accuracy(&self, model: &DpModel) -> Result<f64> {
+        accuracy(model, &self.test_inputs, &self.test_labels)
+    }
+}
+
+/// The device the CNN runs use: CUDA when libtorch has it, else the CPU.
+pub fn device() -> Device {
+    Device::cuda_if_available()
+}
+
+/// A description of the device and the libtorch threads, for the report.
+pub fn device_summary(device: Device) -> String {
+    match device {
+        Device::Cpu => format!("CPU, {} libtorch threads", tch::get_num_threads()),
+        other => format!("{other:?}"),
+    }
+}
+
+fn image_tensors(data: &dp_data::Dataset, device: Device) -> Result<(Tensor, Tensor)> {
+    let shape = data
+        .image_shape()
+        .context("the CNN runs need image data (a data set with an image shape)")?;
+    let features = data.features().as_standard_layout();
+    let pixels = features
+        .as_slice()
+        .context("features in standard layout are contiguous")?;
+    let dims = [
+        i64::try_from(data.len())?,
+        i64::try_from(shape.channels)?,
+        i64::try_from(shape.height)?,
+        i64::try_from(shape.width)?,
+    ];
+    let inputs = Tensor::from_slice(pixels)
+        .f_reshape(dims)?
+        .f_sub_scalar(MNIST_MEAN)?
+        .f_div_scalar(MNIST_STD)?
+        .f_to_device(device)?;
+    let labels: Vec<i64> = data
+        .labels()
+        .iter()
+        .map(|&label| i64::try_from(label))
+        .collect::<Result<_, _>>()?;
+    let labels = Tensor::from_slice(&labels).f_to_device(device)?;
+    Ok((inputs, labels))
+}
+
+/// Fraction of `inputs` whose arg-max logit is the label.
+fn accuracy(model: &DpModel, inputs: &Tensor, labels: &Tensor) -> Result<f64> {
+    let total = labels.size().first().copied().unwrap_or(0);
+    if total == 0 {
+        bail!("accuracy of an empty data set");
+    }
+    let correct = tch::no_grad(|| -> Result<i64> {
+        let mut correct = 0;
+        let mut start = 0;
+        while start < total {
+            let length = EVALUATION_CHUNK.min(total - start);
+            let predictions = model
+                .forward(&inputs.f_narrow(0, start, length)?)?
+                .f_argmax(-1, false)?;
+            correct += predictions
+                .f_eq_tensor(&labels.f_narrow(0, start, length)?)?
+                .f_sum(Kind::Int64)?
+                .f_int64_value(&[])?;
+            start += length;
+        }
+        Ok(correct)
+    })?;
+    Ok(correct as f64 / total as f64)
+}
+
+/// The CNN: the Opacus MNIST CNN (conv 1->16 k8 s2 p3, ReLU, max-pool 2 s1, conv 16->32 k4
+/// s2, ReLU, max-pool 2 s1, fc 512->32, ReLU, fc 32->10), with GroupNorm after each
+/// convolution when asked.
+///
+/// # Errors
+///
+/// Invalid group counts; libtorch errors.
+pub fn cnn(path: &nn::Path<'_>, normalization: Normalization) -> Result<Sequential> {
+    let Normalization::GroupNorm { groups } = normalization else {
+        return Ok(models::mnist_cnn(path)?);
+    };
+    let pool = Function::MaxPool2d {
+        kernel_size: 2,
+        stride: 1,
+    };
+    let first = ConvConfig {
+        stride: 2,
+        padding: 3,
+        ..ConvConfig::default()
+    };
+    let second = ConvConfig {
+        stride: 2,
+        ..ConvConfig::default()
+    };
+    let norm = NormConfig::default();
+    Ok(Sequential::new()
+        .add(conv2d(&(path / "conv1"), 1, 16, 8, first)?)
+        .add(group_norm(&(path / "norm1"), groups, 16, norm)?)
+        .add(Function::Relu)
+        .add(pool)
+        .add(conv2d(&(path / "conv2"), 16, 32, 4, second)?)
+        .add(group_norm(&(path / "norm2"), groups, 32, norm)?)
+        .add(Function::Relu)
+        .add(pool)
+        .add(Function::Flatten)
+        .add(linear(
+            &(path / "fc1"),
+            32 * 4 * 4,
+            32,
+            LinearConfig::default(),
+        )?)
+        .add(Function::Relu)
+        .add(linear(&(path / "fc2"), 32, 10, LinearConfig::default())?))
+}
+
+/// The DP-SGD configuration of a CNN run on `examples` examples: sampling probability
+/// `batch_size / examples`, `ceil(epochs / sampling_probability)` steps, secure noise, σ
+/// calibrated with [`ACCOUNTANT`] so that ε(`delta`) after all steps is at most
+/// `target_epsilon` (the same rule as the MLP runs of `training::private_config`).
+///
+/// # Errors
+///
+/// Invalid batch size, epochs or privacy parameters, or a target no σ reaches.
+pub fn private_config(
+    spec: &CnnSpec,
+    examples: usize,
+    target_epsilon: f64,
+    delta: f64,
+) -> Result<DpSgdConfig> {
+    let sampling_probability = spec.batch_size / examples as f64;
+    let steps = (spec.epochs / sampling_probability).ceil() as u64;
+    Ok(DpSgdConfig::calibrated(
+        ACCOUNTANT,
+        target_epsilon,
+        sampling_probability,
+        steps,
+        delta,
+    )
+    .with_context(|| format!("cannot calibrate σ for ε = {target_epsilon}"))?
+    .with_max_physical_batch_size(MAX_PHYSICAL_BATCH_SIZE)?
+    .with_noise_mode(NoiseMode::Secure))
+}
+
+/// A trained CNN and how it was obtained.
+pub struct TrainedCnn {
+    /// The model.
+    pub model: DpModel,
+    /// ε spent at the run's δ (`None` when not private).
+    pub epsilon: Option<f64>,
+    /// The calibrated noise multiplier (`None` when not private).
+    pub noise_multiplier: Option<f64>,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// Wall-clock seconds of training (evaluation excluded).
+    pub seconds: f64,
+}
+
+/// What one CNN run is: data, hyper-parameters, architecture, privacy, engine and seed.
+pub struct CnnRun<'a> {
+    /// The data.
+    pub data: &'a ImageData,
+    /// Hyper-parameters.
+    pub spec: &'a CnnSpec,
+    /// Normalization layers.
+    pub normalization: Normalization,
+    /// Private or not.
+    pub privacy: Privacy,
+    /// A libtorch engine (`ndarray` is refused).
+    pub engine: EngineChoice,
+    /// Seed of the initialization, the sampling and the noise.
+    pub seed: u64,
+    /// Label of the progress line.
+    pub label: &'a str,
+}
+
+impl CnnRun<'_> {
+    /// Trains the CNN with the run's engine.
+    ///
+    /// # Privacy
+    ///
+    /// Private runs are DP-SGD with Poisson sampling and flat clipping; ε is composed by
+    /// [`ACCOUNTANT`] step by step and the trainer refuses a step beyond the calibrated target.
+    ///
+    /// # Errors
+    ///
+    /// `ndarray` as engine; invalid hyper-parameters; engine and libtorch errors.
+    pub fn train(&self) -> Result<TrainedCnn> {
+        match self.engine {
+            EngineChoice::Ndarray => {
+                bail!("the CNN runs need a libtorch engine, not `ndarray`")
+            }
+            EngineChoice::Microbatch => self.train_with(Microbatch::new()),
+            EngineChoice::Materialized => self.train_with(Materialized::new()),
+            EngineChoice::Ghost => self.train_with(Ghost::new()),
+            EngineChoice::Bookkeeping => self.train_with(BookKeeping::new()),
+        }
+    }
+
+    /// The engine as results record it, e.g. `tch-bookkeeping`.
+    pub fn engine_name(&self) -> String {
+        format!("tch-{}", self.engine.name())
+    }
+
+    /// The result of this run after `trained`, with its `metrics`.
+    pub fn record(
+        &self,
+        experiment: &str,
+        delta: f64,
+        trained: &TrainedCnn,
+        metrics: BTreeMap<String, f64>,
+    ) -> RunRecord {
+        RunRecord {
+            experiment: experiment.to_owned(),
+            run: self.label.to_owned(),
+            epsilon: trained.epsilon,
+            delta,
+            noise_multiplier: trained.noise_multiplier,
+            accountant: ACCOUNTANT.to_string(),
+            engine: self.engine_name(),
+            seed: self.seed,
+            steps: trained.steps,
+            metrics,
+            details: self.details(),
+            seconds: trained.seconds,
+        }
+    }
+
+    /// The facts of the run that are not in [`RunRecord`]'s own fields.
+    fn details(&self) -> BTreeMap<String, String> {
+        let spec = self.spec;
+        let mut details = BTreeMap::from([
+            (
+                "model".to_owned(),
+                format!(
+                    "opacus mnist cnn, normalization {}",
+                    self.normalization.describe()
+                ),
+            ),
+            ("batch_size".to_owned(), spec.batch_size.to_string()),
+            ("epochs".to_owned(), spec.epochs.to_string()),
+            ("learning_rate".to_owned(), spec.learning_rate.to_string()),
+            (
+                "optimizer".to_owned(),
+                format!("sgd (momentum {})", spec.momentum),
+            ),
+            ("device".to_owned(), device_summary(self.data.device)),
+            (
+                "inputs".to_owned(),
+                format!("standardized with mean {MNIST_MEAN}, std {MNIST_STD}"),
+            ),
+        ]);
+        match self.privacy {
+            Privacy::NonPrivate => {
+                details.insert(
+                    "sampler".to_owned(),
+                    "shuffled mini-batches (not private)".to_owned(),
+                );
+            }
+            Privacy::Private { target_epsilon, .. } => {
+                details.insert("sampler".to_owned(), "poisson".to_owned());
+                details.insert("noise_mode".to_owned(), "secure".to_owned());
+                details.insert(
+                    "clipping".to_owned(),
+                    format!("Flat C = {}", spec.max_grad_norm),
+                );
+                details.insert("target_epsilon".to_owned(), target_epsilon.to_string());
+            }
+        }
+        details
+    }
+
+    fn train_with<E>(&self, engine: E) -> Result<TrainedCnn>
+    where
+        E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
+    {
+        let started = Instant::now();
+        // libtorch initializes the parameters from its global generator.
+        tch::manual_seed(i64::from_le_bytes(self.seed.to_le_bytes()));
+        let store = nn::VarStore::new(self.data.device);
+        let module = cnn(&store.root(), self.normalization)?;
+        let model = DpModel::new(&store, module, Loss::CrossEntropy)?;
+        if model
+            .parameters()
+            .last()
+            .is_some_and(|p| p.tensor.size().first() != Some(&self.data.num_classes))
+        {
+            bail!(
+                "the CNN has 10 outputs but the data has {} classes",
+                self.data.num_classes
+            );
+        }
+        let optimizer = Optimizer::sgd(self.spec.momentum)?;
+        let schedule = LearningRateSchedule::constant(self.spec.learning_rate)?;
+        let mut trained = match self.privacy {
+            Privacy::NonPrivate => self.non_private(engine, model, optimizer, &schedule)?,
+            Privacy::Private {
+                target_epsilon,
+                delta,
+            } => {
+                let config =
+                    private_config(self.spec, self.data.num_train(), target_epsilon, delta)?;
+                self.private(engine, model, optimizer, schedule, &config)?
+            }
+        };
+        trained.seconds = started.elapsed().as_secs_f64();
+        Ok(trained)
+    }
+
+    fn non_private<E>(
+        &self,
+        mut engine: E,
+        mut model: DpModel,
+        mut optimizer: Optimizer,
+        schedule: &LearningRateSchedule,
+    ) -> Result<TrainedCnn>
+    where
+        E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
+    {
+        let epochs = self.spec.epochs.ceil().max(1.0) as u64;
+        let batch_size = self.spec.batch_size.round().max(1.0) as usize;
+        let progress = RunProgress::new(self.label, epochs);
+        let mut rng = ChaCha20Rng::seed_from_u64(self.seed);
+        let train = self.data.train_set()?;
+        // One epoch per call, for the progress line; the schedule is constant, so restarting
+        // its step count changes nothing.
+        for epoch in 1..=epochs {
+            let loss = train_non_private(
+                &mut engine,
+                &mut model,
+                &train,
+                NonPrivateConfig {
+                    batch_size,
+                    epochs: 1,
+                },
+                &mut optimizer,
+                schedule,
+                &mut rng,
+            )?;
+            progress.update(epoch, &format!("loss {loss:.3}"));
+        }
+        let steps = epochs * self.data.num_train().div_ceil(batch_size) as u64;
+        progress.finish(&format!("{steps} steps"));
+        Ok(TrainedCnn {
+            model,
+            epsilon: None,
+            noise_multiplier: None,
+            steps,
+            seconds: 0.0,
+        })
+    }
+
+    fn private<E>(
+        &self,
+        engine: E,
+        model: DpModel,
+        optimizer: Optimizer,
+        schedule: LearningRateSchedule,
+        config: &DpSgdConfig,
+    ) -> Result<TrainedCnn>
+    where
+        E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
+    {
+        let steps = config.steps();
+        let progress = RunProgress::new(self.label, steps);
+        let parts = TrainerParts {
+            engine,
+            model,
+            data: self.data.train_set()?,
+            clip: FlatClip::new(self.spec.max_grad_norm)?,
+            accountant: RdpAccountant::new(NeighbouringRelation::AddOrRemoveOne),
+            optimizer,
+            schedule,
+        };
+        let mut trainer = DpTrainer::new(parts, config, TrainerRngs::seeded(self.seed))?;
+        let every = (steps / 100).max(1);
+        while trainer.step_count() < steps {
+            let report = trainer.step_once()?;
+            if report.step % every == 0 {
+                progress.update(
+                    report.step,
+                    &format!(
+                        "loss {:.3} ε {:.2}",
+                        report.mean_loss,
+                        report.epsilon.unwrap_or(0.0)
+                    ),
+                );
+            }
+        }
+        let epsilon = trainer.epsilon()?;
+        progress.finish(&format!(
+            "σ = {:.3}, {steps} steps, ε = {epsilon:.3}",
+            config.noise_multiplier()
+        ));
+        Ok(TrainedCnn {
+            model: trainer.into_parts().model,
+            epsilon: Some(epsilon),
+            noise_multiplier: Some(config.noise_multiplier()),
+            steps,
+            seconds: 0.0,
+        })
+    }
+}
