@@ -1,25 +1,50 @@
 //! libtorch engines: one DP-SGD step per engine against one non-private step of the same model,
 //! batch and device, side by side (DESIGN.md section 7: the figure is the ratio).
 //!
-//! Models: the MLP 784-256-10 and the Opacus MNIST CNN, batch 256, random MNIST-shaped data.
-//! Bench ids carry model, batch, device and the libtorch thread count (`OMP_NUM_THREADS`).
-//! A step is: zero the gradients, (norms, flat clipping at 1.0, clipped sum, Gaussian noise)
-//! or the batch gradient, then plain SGD.
+//! Models: the MLP 784-256-10, the Opacus MNIST CNN (random MNIST-shaped data), the character
+//! LSTM (embedding 64, hidden 128) and the 2-block transformer encoder (width 128, 4 heads,
+//! MLP 512, causal) over random sequences of 64 tokens from a vocabulary of 96 (printable
+//! ASCII), a loss at every position. Bench ids carry model, batch, device and the libtorch
+//! thread count (`OMP_NUM_THREADS`, 1 when unset). A step is: zero the gradients, (norms, flat
+//! clipping at 1.0, clipped sum, Gaussian noise) or the batch gradient, then plain SGD.
+//!
+//! After the criterion groups, every (model, engine) configuration runs again in a fresh
+//! process of this binary (`DP_RS_ENGINES_CONFIG=<model>/<engine>`): one warm-up step, then
+//! [`TIMED_STEPS`] timed steps; the process reports the median step time and its resident-set
+//! high-water mark (`VmHWM` of `/proc/self/status`) before and after the steps. Their
+//! difference is the step's peak host memory above the set-up (model, batch, libtorch); on
+//! CUDA it covers host memory only. The table goes to `engines.json` in `DP_RS_BENCH_OUT`
+//! (default `target/bench/`), with the ratios DP / non-private per model. Positional arguments
+//! (criterion's filter) restrict both parts to ids that contain one of them; `--test` and
+//! `--list` skip the second part.
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
 use dp_engine::{PerSampleGradEngine, ScaleVector};
+use dp_engine_tch::models::{self, CharLstmConfig, TransformerConfig};
 use dp_engine_tch::tch::{self, Device, Kind, Tensor, nn};
 use dp_engine_tch::{
-    BookKeeping, DpModel, Ghost, Loss, Materialized, Microbatch, Sequential, TensorBatch, models,
+    BookKeeping, DpModel, Ghost, Loss, Materialized, Microbatch, Sequential, TensorBatch,
 };
 
-const BATCH_SIZE: i64 = 256;
 const MAX_GRAD_NORM: f64 = 1.0;
 const NOISE_MULTIPLIER: f64 = 1.0;
 const LEARNING_RATE: f64 = 0.01;
 const SEED: i64 = 7;
+/// Printable ASCII: the character models' vocabulary.
+const VOCABULARY: i64 = 96;
+/// Tokens per sequence of the character models.
+const SEQUENCE_LENGTH: i64 = 64;
+/// Timed steps per configuration in the memory and ratio runs (after one warm-up step).
+const TIMED_STEPS: usize = 3;
+/// The environment variable that makes this binary measure one configuration and exit.
+const CONFIG_VARIABLE: &str = "DP_RS_ENGINES_CONFIG";
 
-type BenchResult = Result<(), Box<dyn std::error::Error>>;
+type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 fn device() -> Device {
     match std::env::var("DP_RS_DEVICE").as_deref() {
@@ -28,11 +53,134 @@ fn device() -> Device {
     }
 }
 
-fn sgd(model: &DpModel) -> BenchResult {
+/// What a model eats.
+#[derive(Clone, Copy)]
+enum Input {
+    /// Gaussian features of this shape (after the batch dimension), one of 10 classes.
+    Features(&'static [i64]),
+    /// Token sequences of [`SEQUENCE_LENGTH`] from [`VOCABULARY`], a target per position.
+    Tokens,
+}
+
+struct Workload {
+    name: &'static str,
+    batch_size: i64,
+    build: fn(&nn::Path<'_>) -> dp_engine_tch::Result<Sequential>,
+    input: Input,
+}
+
+fn mlp(path: &nn::Path<'_>) -> dp_engine_tch::Result<Sequential> {
+    models::mlp(path, &[784, 256, 10])
+}
+
+fn char_lstm(path: &nn::Path<'_>) -> dp_engine_tch::Result<Sequential> {
+    models::char_lstm(path, &CharLstmConfig::reference(VOCABULARY))
+}
+
+fn transformer(path: &nn::Path<'_>) -> dp_engine_tch::Result<Sequential> {
+    models::transformer_encoder(path, &TransformerConfig::reference(VOCABULARY))
+}
+
+const WORKLOADS: [Workload; 4] = [
+    Workload {
+        name: "mlp784-256-10",
+        batch_size: 256,
+        build: mlp,
+        input: Input::Features(&[784]),
+    },
+    Workload {
+        name: "opacus_mnist_cnn",
+        batch_size: 256,
+        build: models::mnist_cnn,
+        input: Input::Features(&[1, 28, 28]),
+    },
+    Workload {
+        name: "char_lstm_e64_h128_t64",
+        batch_size: 256,
+        build: char_lstm,
+        input: Input::Tokens,
+    },
+    Workload {
+        name: "transformer_2x128_h4_t64",
+        batch_size: 256,
+        build: transformer,
+        input: Input::Tokens,
+    },
+];
+
+/// The step kinds, in bench order: the non-private reference first.
+const ENGINES: [&str; 5] = [
+    "non_private",
+    "book_keeping",
+    "ghost",
+    "materialized",
+    "microbatch",
+];
+
+impl Workload {
+    fn label(&self, device: Device) -> String {
+        format!(
+            "engines_tch/{}/batch{}/{device:?}/threads{}",
+            self.name,
+            self.batch_size,
+            tch::get_num_threads()
+        )
+    }
+
+    fn set_up(&self, device: Device) -> BenchResult<(DpModel, TensorBatch)> {
+        tch::manual_seed(SEED);
+        let store = nn::VarStore::new(device);
+        let model = DpModel::new(&store, (self.build)(&store.root())?, Loss::CrossEntropy)?;
+        let batch = match self.input {
+            Input::Features(shape) => {
+                let mut full = vec![self.batch_size];
+                full.extend(shape);
+                TensorBatch::new(
+                    Tensor::f_randn(full.as_slice(), (Kind::Float, device))?,
+                    Tensor::f_randint(10, [self.batch_size], (Kind::Int64, device))?,
+                )?
+            }
+            Input::Tokens => {
+                let shape = [self.batch_size, SEQUENCE_LENGTH];
+                let text = Tensor::f_randint(VOCABULARY, shape, (Kind::Int64, device))?;
+                let next = Tensor::f_randint(VOCABULARY, shape, (Kind::Int64, device))?;
+                TensorBatch::new(text, next)?
+            }
+        };
+        Ok((model, batch))
+    }
+}
+
+/// One training step on a model and batch.
+type Step = Box<dyn FnMut(&mut DpModel, &TensorBatch) -> BenchResult>;
+
+/// The step of `engine` (one of [`ENGINES`]): the batch gradient for `non_private`, DP-SGD
+/// otherwise.
+fn stepper(engine: &str, batch_size: i64) -> BenchResult<Step> {
+    fn dp<E>(mut engine: E, batch_size: i64) -> Step
+    where
+        E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch> + 'static,
+    {
+        Box::new(move |model, batch| dp_step(&mut engine, model, batch, batch_size))
+    }
+    Ok(match engine {
+        "non_private" => {
+            let mut engine = BookKeeping::new();
+            Box::new(move |model, batch| non_private_step(&mut engine, model, batch, batch_size))
+        }
+        "book_keeping" => dp(BookKeeping::new(), batch_size),
+        "ghost" => dp(Ghost::new(), batch_size),
+        "materialized" => dp(Materialized::new(), batch_size),
+        "microbatch" => dp(Microbatch::new(), batch_size),
+        other => return Err(format!("unknown engine `{other}`").into()),
+    })
+}
+
+fn sgd(model: &DpModel, batch_size: i64) -> BenchResult {
     tch::no_grad(|| -> BenchResult {
         for (parameter, gradient) in model.parameters().iter().zip(model.gradients()) {
             let mut parameter = parameter.tensor.shallow_clone();
-            let step = gradient.f_mul_scalar(LEARNING_RATE / BATCH_SIZE as f64)?;
+            let step = gradient.f_mul_scalar(LEARNING_RATE / batch_size as f64)?;
             let _ = parameter.f_sub_(&step)?;
         }
         Ok(())
@@ -45,18 +193,28 @@ fn synchronize(device: Device) {
     }
 }
 
-fn non_private_step<E>(engine: &mut E, model: &mut DpModel, batch: &TensorBatch) -> BenchResult
+fn non_private_step<E>(
+    engine: &mut E,
+    model: &mut DpModel,
+    batch: &TensorBatch,
+    batch_size: i64,
+) -> BenchResult
 where
     E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
 {
     engine.zero_grad(model);
     engine.batch_gradient(model, batch)?;
-    sgd(model)?;
+    sgd(model, batch_size)?;
     synchronize(model.device());
     Ok(())
 }
 
-fn dp_step<E>(engine: &mut E, model: &mut DpModel, batch: &TensorBatch) -> BenchResult
+fn dp_step<E>(
+    engine: &mut E,
+    model: &mut DpModel,
+    batch: &TensorBatch,
+    batch_size: i64,
+) -> BenchResult
 where
     E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
 {
@@ -81,79 +239,301 @@ where
             .f_mul_scalar(NOISE_MULTIPLIER * MAX_GRAD_NORM)?;
         let _ = gradient.f_add_(&noise)?;
     }
-    sgd(model)?;
+    sgd(model, batch_size)?;
     synchronize(model.device());
     Ok(())
 }
 
-struct Workload {
-    name: &'static str,
-    build: fn(&nn::Path<'_>) -> dp_engine_tch::Result<Sequential>,
-    input_shape: [i64; 3],
-}
-
-fn mlp(path: &nn::Path<'_>) -> dp_engine_tch::Result<Sequential> {
-    models::mlp(path, &[784, 256, 10])
-}
-
-fn bench_workload(criterion: &mut Criterion, workload: &Workload) -> BenchResult {
-    let device = device();
-    tch::manual_seed(SEED);
-    let store = nn::VarStore::new(device);
-    let mut model = DpModel::new(&store, (workload.build)(&store.root())?, Loss::CrossEntropy)?;
-    let mut shape = vec![BATCH_SIZE];
-    shape.extend(workload.input_shape.iter().filter(|&&size| size > 0));
-    let batch = TensorBatch::new(
-        Tensor::f_randn(shape.as_slice(), (Kind::Float, device))?,
-        Tensor::f_randint(10, [BATCH_SIZE], (Kind::Int64, device))?,
-    )?;
-    let label = format!(
-        "engines_tch/{}/batch{BATCH_SIZE}/{device:?}/threads{}",
-        workload.name,
-        tch::get_num_threads()
-    );
-    let mut group = criterion.benchmark_group(label);
-    group.sample_size(10);
-    let mut reference = BookKeeping::new();
-    group.bench_function("non_private", |bencher| {
-        bencher.iter(|| non_private_step(&mut reference, &mut model, &batch).expect("step"));
-    });
-    macro_rules! dp {
-        ($name:literal, $engine:expr) => {
-            let mut engine = $engine;
-            group.bench_function($name, |bencher| {
-                bencher.iter(|| dp_step(&mut engine, &mut model, &batch).expect("step"));
-            });
-        };
+/// Criterion's positional arguments: the filters.
+fn filters() -> Vec<String> {
+    let mut filters = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg.starts_with("--") {
+            // Criterion's options that take a value.
+            if matches!(
+                arg.as_str(),
+                "--save-baseline"
+                    | "--baseline"
+                    | "--load-baseline"
+                    | "--sample-size"
+                    | "--warm-up-time"
+                    | "--measurement-time"
+                    | "--profile-time"
+                    | "--color"
+                    | "--output-format"
+                    | "--plotting-backend"
+                    | "--noise-threshold"
+                    | "--confidence-level"
+                    | "--significance-level"
+                    | "--nresamples"
+                    | "--format"
+            ) {
+                let _ = args.next();
+            }
+        } else if !arg.starts_with('-') {
+            filters.push(arg);
+        }
     }
-    dp!("book_keeping", BookKeeping::new());
-    dp!("ghost", Ghost::new());
-    dp!("materialized", Materialized::new());
-    dp!("microbatch", Microbatch::new());
+    filters
+}
+
+fn selected(filters: &[String], id: &str) -> bool {
+    filters.is_empty() || filters.iter().any(|filter| id.contains(filter.as_str()))
+}
+
+fn bench_workload(
+    criterion: &mut Criterion,
+    workload: &Workload,
+    filters: &[String],
+) -> BenchResult {
+    let device = device();
+    let label = workload.label(device);
+    if !ENGINES
+        .iter()
+        .any(|engine| selected(filters, &format!("{label}/{engine}")))
+    {
+        return Ok(());
+    }
+    let (mut model, batch) = workload.set_up(device)?;
+    let mut group = criterion.benchmark_group(label);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10));
+    for engine in ENGINES {
+        let mut step = stepper(engine, workload.batch_size)?;
+        group.bench_function(engine, |bencher| {
+            bencher.iter(|| step(&mut model, &batch).expect("step"));
+        });
+    }
     group.finish();
     Ok(())
 }
 
-fn engines(criterion: &mut Criterion) {
-    if std::env::var_os("OMP_NUM_THREADS").is_none() {
-        tch::set_num_threads(1);
+/// `VmHWM` (peak resident set) of this process in bytes.
+fn peak_resident_bytes() -> BenchResult<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .ok_or("no VmHWM in /proc/self/status")?;
+    let kilobytes: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kilobytes * 1024)
+}
+
+/// One configuration's figures, as measured in its own process.
+struct Measurement {
+    model: String,
+    engine: String,
+    batch_size: i64,
+    median_step_s: f64,
+    set_up_peak_bytes: u64,
+    peak_bytes: u64,
+}
+
+impl Measurement {
+    fn step_memory(&self) -> u64 {
+        self.peak_bytes.saturating_sub(self.set_up_peak_bytes)
     }
-    let workloads = [
-        Workload {
-            name: "mlp784-256-10",
-            build: mlp,
-            input_shape: [784, 0, 0],
-        },
-        Workload {
-            name: "opacus_mnist_cnn",
-            build: models::mnist_cnn,
-            input_shape: [1, 28, 28],
-        },
-    ];
-    for workload in &workloads {
-        bench_workload(criterion, workload).expect("benchmark set-up");
+
+    /// One line: model, engine, batch, seconds, bytes.
+    fn to_line(&self) -> String {
+        format!(
+            "{} {} {} {} {} {}",
+            self.model,
+            self.engine,
+            self.batch_size,
+            self.median_step_s,
+            self.set_up_peak_bytes,
+            self.peak_bytes
+        )
+    }
+
+    fn from_line(line: &str) -> BenchResult<Self> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [model, engine, batch_size, seconds, set_up, peak] = fields.as_slice() else {
+            return Err(format!("unexpected measurement line `{line}`").into());
+        };
+        Ok(Self {
+            model: (*model).to_owned(),
+            engine: (*engine).to_owned(),
+            batch_size: batch_size.parse()?,
+            median_step_s: seconds.parse()?,
+            set_up_peak_bytes: set_up.parse()?,
+            peak_bytes: peak.parse()?,
+        })
     }
 }
 
-criterion_group!(benches, engines);
-criterion_main!(benches);
+/// Runs one configuration in this process (the child side).
+fn measure(config: &str) -> BenchResult<Measurement> {
+    let (model_name, engine) = config
+        .split_once('/')
+        .ok_or_else(|| format!("{CONFIG_VARIABLE} must be <model>/<engine>, got `{config}`"))?;
+    let workload = WORKLOADS
+        .iter()
+        .find(|workload| workload.name == model_name)
+        .ok_or_else(|| format!("unknown model `{model_name}`"))?;
+    let (mut model, batch) = workload.set_up(device())?;
+    let mut step = stepper(engine, workload.batch_size)?;
+    let set_up_peak_bytes = peak_resident_bytes()?;
+    step(&mut model, &batch)?;
+    let mut times = Vec::with_capacity(TIMED_STEPS);
+    for _ in 0..TIMED_STEPS {
+        let started = Instant::now();
+        step(&mut model, &batch)?;
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Measurement {
+        model: workload.name.to_owned(),
+        engine: engine.to_owned(),
+        batch_size: workload.batch_size,
+        median_step_s: times[times.len() / 2],
+        set_up_peak_bytes,
+        peak_bytes: peak_resident_bytes()?,
+    })
+}
+
+/// Runs every selected configuration in a child process (the parent side).
+fn measure_all(filters: &[String]) -> BenchResult<Vec<Measurement>> {
+    let executable = std::env::current_exe()?;
+    let device = device();
+    let mut measurements = Vec::new();
+    for workload in &WORKLOADS {
+        let label = workload.label(device);
+        for engine in ENGINES {
+            if !selected(filters, &format!("{label}/{engine}")) {
+                continue;
+            }
+            let output = Command::new(&executable)
+                .env(CONFIG_VARIABLE, format!("{}/{engine}", workload.name))
+                .output()?;
+            if !output.status.success() {
+                return Err(format!(
+                    "measuring {}/{engine} failed ({}): {}",
+                    workload.name,
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                )
+                .into());
+            }
+            let text = String::from_utf8(output.stdout)?;
+            let measurement = Measurement::from_line(text.trim())?;
+            eprintln!(
+                "engines_tch memory/{}/{engine}: median step {:.1} ms, step peak {:.1} MiB",
+                workload.name,
+                measurement.median_step_s * 1e3,
+                measurement.step_memory() as f64 / (1024.0 * 1024.0)
+            );
+            measurements.push(measurement);
+        }
+    }
+    Ok(measurements)
+}
+
+/// The folder `engines.json` goes to: `DP_RS_BENCH_OUT`, or `target/bench` next to this binary
+/// (`target/release/deps/engines_tch-*`).
+fn output_folder() -> BenchResult<PathBuf> {
+    if let Some(folder) = std::env::var_os("DP_RS_BENCH_OUT") {
+        return Ok(PathBuf::from(folder));
+    }
+    let executable = std::env::current_exe()?;
+    let target = executable
+        .ancestors()
+        .nth(3)
+        .ok_or("cannot locate the target folder; set DP_RS_BENCH_OUT")?;
+    Ok(target.join("bench"))
+}
+
+fn write_engines_json(measurements: &[Measurement]) -> BenchResult<PathBuf> {
+    let device = device();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("unknown");
+    let mut json = String::from("{\n");
+    writeln!(json, "  \"device\": \"{device:?}\",")?;
+    writeln!(json, "  \"libtorch_threads\": {},", tch::get_num_threads())?;
+    writeln!(json, "  \"cores\": {cores},")?;
+    writeln!(json, "  \"load_average_1min_at_end\": \"{load}\",")?;
+    writeln!(
+        json,
+        "  \"method\": \"each configuration in its own process: 1 warm-up step, median of \
+         {TIMED_STEPS} timed steps; step_peak_bytes = VmHWM after the steps minus VmHWM after \
+         set-up (host memory; GPU memory is not included); ratios are DP / non-private of the \
+         same model; criterion's statistics for the same ids are in benches.json\","
+    )?;
+    json.push_str("  \"configurations\": [\n");
+    for (index, measurement) in measurements.iter().enumerate() {
+        let reference = measurements
+            .iter()
+            .find(|other| other.model == measurement.model && other.engine == "non_private");
+        let ratio = |value: f64, base: Option<f64>| match base {
+            Some(base) if base > 0.0 => format!("{:.4}", value / base),
+            _ => "null".to_owned(),
+        };
+        let comma = if index + 1 < measurements.len() {
+            ","
+        } else {
+            ""
+        };
+        writeln!(
+            json,
+            "    {{\"model\": \"{}\", \"engine\": \"{}\", \"batch_size\": {}, \
+             \"median_step_s\": {:.6}, \"set_up_peak_bytes\": {}, \"peak_bytes\": {}, \
+             \"step_peak_bytes\": {}, \"time_ratio\": {}, \"memory_ratio\": {}}}{comma}",
+            measurement.model,
+            measurement.engine,
+            measurement.batch_size,
+            measurement.median_step_s,
+            measurement.set_up_peak_bytes,
+            measurement.peak_bytes,
+            measurement.step_memory(),
+            ratio(
+                measurement.median_step_s,
+                reference.map(|reference| reference.median_step_s)
+            ),
+            ratio(
+                measurement.step_memory() as f64,
+                reference.map(|reference| reference.step_memory() as f64)
+            ),
+        )?;
+    }
+    json.push_str("  ]\n}\n");
+    let folder = output_folder()?;
+    std::fs::create_dir_all(&folder)?;
+    let path = folder.join("engines.json");
+    std::fs::write(&path, json)?;
+    Ok(path)
+}
+
+fn main() -> BenchResult {
+    if std::env::var_os("OMP_NUM_THREADS").is_none() {
+        tch::set_num_threads(1);
+    }
+    if let Ok(config) = std::env::var(CONFIG_VARIABLE) {
+        println!("{}", measure(&config)?.to_line());
+        return Ok(());
+    }
+    let filters = filters();
+    let mut criterion = Criterion::default().configure_from_args();
+    for workload in &WORKLOADS {
+        bench_workload(&mut criterion, workload, &filters)?;
+    }
+    criterion.final_summary();
+    let skip = std::env::args().any(|arg| matches!(arg.as_str(), "--test" | "--list"));
+    if !skip {
+        let measurements = measure_all(&filters)?;
+        if !measurements.is_empty() {
+            let path = write_engines_json(&measurements)?;
+            eprintln!("engines_tch: wrote {}", path.display());
+        }
+    }
+    Ok(())
+}

@@ -8,8 +8,10 @@
 //! - `ci`: formatting, lints, tests, benches compiled, experiments smoke run: what `.ci/run` calls.
 //! - `experiments`: runs the dp-experiments binary (release build).
 //! - `bench`: runs the criterion benches.
+//! - `gpu-bundle`: dp-engine-tch tests, example and bench linked for CUDA, with a run script.
 
 mod bench_summary;
+mod gpu_bundle;
 mod libtorch;
 
 use std::io::IsTerminal;
@@ -54,6 +56,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the dp-engine-tch tests, example and bench for CUDA into target/gpu-bundle/.
+    GpuBundle {
+        /// The GPU machine's `torch/lib` folder, put first in the binaries' RUNPATH.
+        #[arg(long)]
+        target_torch_lib: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -73,8 +81,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Task::Test { cargo_args } => test(&root, &cargo_args)?,
         Task::Ci => ci(&root)?,
-        Task::Experiments { args } => experiments(&args)?,
+        Task::Experiments { args } => experiments(&root, &args)?,
         Task::Bench { args } => bench(&root, &args)?,
+        Task::GpuBundle { target_torch_lib } => {
+            gpu_bundle::build(&root, target_torch_lib.as_deref())?;
+        }
     }
     Ok(())
 }
@@ -115,7 +126,7 @@ fn ci(root: &Path) -> Result<()> {
     )?;
     test(root, &[])?;
     cargo(&["bench", "--workspace", "--no-run"], Some(&libtorch))?;
-    experiments(&["--profile".into(), "smoke".into()])?;
+    experiments(root, &["--profile".into(), "smoke".into()])?;
     step(&format!(
         "ci passed in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -123,10 +134,32 @@ fn ci(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn experiments(args: &[String]) -> Result<()> {
-    let mut cargo_args = vec!["run", "--release", "--package", "dp-experiments", "--"];
+/// Runs dp-experiments (release build) with `args`. Its CNN runs train on a libtorch engine
+/// (`--engine`, default `bookkeeping`), so unless `--engine ndarray` is given this provisions
+/// libtorch and builds with the `torch` feature.
+fn experiments(root: &Path, args: &[String]) -> Result<()> {
+    let mut cargo_args = vec!["run", "--release", "--package", "dp-experiments"];
+    let libtorch = if engine_argument(args) == Some("ndarray") {
+        step("--engine ndarray: no libtorch, the CNN runs are skipped");
+        None
+    } else {
+        cargo_args.extend(["--features", "torch"]);
+        Some(libtorch::provision(root)?)
+    };
+    cargo_args.push("--");
     cargo_args.extend(args.iter().map(String::as_str));
-    cargo(&cargo_args, None)
+    cargo(&cargo_args, libtorch.as_deref())
+}
+
+/// The value of dp-experiments' `--engine` option in `args` (`--engine X` or `--engine=X`).
+fn engine_argument(args: &[String]) -> Option<&str> {
+    args.iter().enumerate().find_map(|(index, arg)| {
+        if arg == "--engine" {
+            args.get(index + 1).map(String::as_str)
+        } else {
+            arg.strip_prefix("--engine=")
+        }
+    })
 }
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
@@ -169,4 +202,27 @@ fn cargo(args: &[&str], libtorch: Option<&Path>) -> Result<()> {
         bail!("`cargo {}` failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|&arg| arg.to_owned()).collect()
+    }
+
+    #[test]
+    fn the_engine_argument_is_found_in_both_spellings() {
+        let separate = strings(&["mnist", "--engine", "ndarray", "--profile", "smoke"]);
+        assert_eq!(engine_argument(&separate), Some("ndarray"));
+        let joined = strings(&["--profile", "smoke", "--engine=ghost"]);
+        assert_eq!(engine_argument(&joined), Some("ghost"));
+        assert_eq!(
+            engine_argument(&strings(&["tips", "--profile", "smoke"])),
+            None
+        );
+        // A trailing `--engine` without a value: dp-experiments reports the error.
+        assert_eq!(engine_argument(&strings(&["--engine"])), None);
+    }
 }

@@ -3,7 +3,8 @@
 //! clipped noisy update against `Microbatch` (the per-example reference) and the step time.
 //!
 //! `cargo run -p dp-engine-tch --example engines --release` (device: CUDA when available,
-//! unless `DP_RS_DEVICE=cpu`; threads: `OMP_NUM_THREADS`, default 1 here).
+//! unless `DP_RS_DEVICE=cpu`; threads: `OMP_NUM_THREADS`, default 1 here; data: the shipped
+//! subset, or the IDX files in `DP_RS_MNIST_DIR`).
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,12 @@ fn device() -> Device {
 
 /// The first `STEPS` batches of the shipped training split, normalized.
 fn batches(device: Device) -> anyhow::Result<Vec<TensorBatch>> {
-    let data = dp_data::load_shipped_mnist().context("loading the shipped MNIST subset")?;
+    // `DP_RS_MNIST_DIR` points at a copy of `data/mnist` (the GPU bundle ships one).
+    let data = match std::env::var_os("DP_RS_MNIST_DIR") {
+        Some(dir) => dp_data::load_mnist(&dir)
+            .with_context(|| format!("loading MNIST from DP_RS_MNIST_DIR={}", dir.display()))?,
+        None => dp_data::load_shipped_mnist().context("loading the shipped MNIST subset")?,
+    };
     let features = data.train.features();
     let labels = data.train.labels();
     (0..STEPS)
@@ -109,8 +115,8 @@ where
             .map(drop)?;
             flat.push(update.f_reshape([-1])?);
         }
-        if device.is_cuda() {
-            tch::Cuda::synchronize(0);
+        if let Device::Cuda(index) = device {
+            tch::Cuda::synchronize(index as i64);
         }
         elapsed += start.elapsed();
         updates.push(Tensor::f_cat(&flat, 0)?);

@@ -2,8 +2,9 @@
 
 use dp_engine::{EngineError, PerSampleGradEngine, ScaleVector};
 use dp_engine_tch::{
-    BookKeeping, ConvConfig, DpModel, Function, LinearConfig, Loss, Sequential, TchEngineError,
-    TensorBatch, conv2d, group_norm, linear, validate,
+    AttentionConfig, BookKeeping, ConvConfig, DpModel, DpModule, Function, LinearConfig, Loss,
+    RecurrentConfig, Sequential, TchEngineError, TensorBatch, conv2d, group_norm, gru, linear,
+    lstm, multi_head_attention, rms_norm, validate,
 };
 use tch::{Device, Kind, Tensor, nn};
 
@@ -84,6 +85,64 @@ fn invalid_layer_configurations_are_errors() {
             ..
         })
     ));
+    assert!(matches!(
+        rms_norm(&(&root / "rms"), Vec::new(), Default::default()),
+        Err(TchEngineError::InvalidParameter {
+            name: "normalized_shape",
+            ..
+        })
+    ));
+    let three_heads = AttentionConfig {
+        num_heads: 3,
+        causal: false,
+        bias: true,
+    };
+    assert!(matches!(
+        multi_head_attention(&(&root / "attention"), 8, three_heads),
+        Err(TchEngineError::InvalidParameter {
+            name: "num_heads",
+            ..
+        })
+    ));
+    assert!(matches!(
+        lstm(&(&root / "lstm"), 4, 0, RecurrentConfig::default()),
+        Err(TchEngineError::InvalidParameter {
+            name: "hidden_size",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn sequence_layers_refuse_inputs_of_the_wrong_shape() -> anyhow::Result<()> {
+    let store = nn::VarStore::new(Device::Cpu);
+    let root = store.root();
+    let flat = Tensor::zeros([2, 4], (Kind::Float, Device::Cpu));
+    let attention = multi_head_attention(
+        &(&root / "attention"),
+        4,
+        AttentionConfig {
+            num_heads: 2,
+            causal: true,
+            bias: true,
+        },
+    )?;
+    assert!(matches!(
+        attention.forward(&flat),
+        Err(TchEngineError::Shape {
+            what: "attention input",
+            ..
+        })
+    ));
+    let recurrent = gru(&(&root / "gru"), 4, 3, RecurrentConfig::default())?;
+    assert!(matches!(
+        recurrent.forward(&flat),
+        Err(TchEngineError::Shape {
+            what: "recurrent input",
+            ..
+        })
+    ));
+    Ok(())
 }
 
 #[test]

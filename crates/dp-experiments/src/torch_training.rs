@@ -12,8 +12,8 @@ use dp_engine::PerSampleGradEngine;
 use dp_engine_tch::tch::{self, Device, Kind, Tensor, nn};
 use dp_engine_tch::{
     BookKeeping, ConvConfig, DpModel, Function, Ghost, LinearConfig, Loss, Materialized,
-    Microbatch, NormConfig, Sequential, TensorBatch, TensorDataset, conv2d, group_norm, linear,
-    models,
+    Microbatch, NormConfig, Sequential, TchEngineError, TensorBatch, TensorDataset, conv2d,
+    group_norm, linear, models,
 };
 use dp_sampler::NoiseMode;
 use dp_trainer::{
@@ -47,8 +47,13 @@ pub struct CnnSpec {
     /// Passes over the data (expected passes for Poisson sampling); fractions are allowed
     /// for private runs (the smoke profile takes a few steps).
     pub epochs: f64,
-    /// Learning rate of SGD.
+    /// Learning rate of SGD in private runs.
     pub learning_rate: f64,
+    /// Learning rate of SGD in non-private runs (default: `learning_rate`). DP-SGD's
+    /// per-example gradients are clipped to norm C, raw ones are not, so the non-private run
+    /// of the same CNN usually needs a smaller rate (it diverges at the private one here).
+    #[serde(default)]
+    pub non_private_learning_rate: Option<f64>,
     /// SGD momentum.
     #[serde(default)]
     pub momentum: f64,
@@ -257,6 +262,25 @@ pub fn cnn(path: &nn::Path<'_>, normalization: Normalization) -> Result<Sequenti
         .add(linear(&(path / "fc2"), 32, 10, LinearConfig::default())?))
 }
 
+/// What the model validator says when the CNN comes with a BatchNorm layer (registered in the
+/// same variable store after the first convolution, as a tch `batch_norm2d`).
+///
+/// # Errors
+///
+/// When the validator accepts the model (a bug: BatchNorm mixes examples, so it has no
+/// per-example gradients) or refuses it for another reason; libtorch errors.
+pub fn batch_norm_refusal() -> Result<String> {
+    let store = nn::VarStore::new(Device::Cpu);
+    let root = store.root();
+    let module = models::mnist_cnn(&root)?;
+    let _batch_norm = nn::batch_norm2d(&root / "norm1", 16, Default::default());
+    match DpModel::new(&store, module, Loss::CrossEntropy) {
+        Err(error @ TchEngineError::UnsupportedLayer { .. }) => Ok(error.to_string()),
+        Err(error) => Err(error).context("the validator failed on a CNN with BatchNorm"),
+        Ok(_) => bail!("the model validator accepted a CNN with BatchNorm"),
+    }
+}
+
 /// The DP-SGD configuration of a CNN run on `examples` examples: sampling probability
 /// `batch_size / examples`, `ceil(epochs / sampling_probability)` steps, secure noise, σ
 /// calibrated with [`ACCOUNTANT`] so that ε(`delta`) after all steps is at most
@@ -340,6 +364,17 @@ impl CnnRun<'_> {
         }
     }
 
+    /// The learning rate of this run (private or not).
+    pub fn learning_rate(&self) -> f64 {
+        match self.privacy {
+            Privacy::NonPrivate => self
+                .spec
+                .non_private_learning_rate
+                .unwrap_or(self.spec.learning_rate),
+            Privacy::Private { .. } => self.spec.learning_rate,
+        }
+    }
+
     /// The engine as results record it, e.g. `tch-bookkeeping`.
     pub fn engine_name(&self) -> String {
         format!("tch-{}", self.engine.name())
@@ -382,7 +417,7 @@ impl CnnRun<'_> {
             ),
             ("batch_size".to_owned(), spec.batch_size.to_string()),
             ("epochs".to_owned(), spec.epochs.to_string()),
-            ("learning_rate".to_owned(), spec.learning_rate.to_string()),
+            ("learning_rate".to_owned(), self.learning_rate().to_string()),
             (
                 "optimizer".to_owned(),
                 format!("sgd (momentum {})", spec.momentum),
@@ -434,7 +469,7 @@ impl CnnRun<'_> {
             );
         }
         let optimizer = Optimizer::sgd(self.spec.momentum)?;
-        let schedule = LearningRateSchedule::constant(self.spec.learning_rate)?;
+        let schedule = LearningRateSchedule::constant(self.learning_rate())?;
         let mut trained = match self.privacy {
             Privacy::NonPrivate => self.non_private(engine, model, optimizer, &schedule)?,
             Privacy::Private {

@@ -102,8 +102,15 @@ fn ln_a_minus_1_integer(q: f64, sigma: f64, alpha: u64) -> f64 {
                 ln_exp_m1(exponent)
             };
         if term > max {
-            scaled_sum = scaled_sum * (max - term).exp() + 1.0;
-            skipped *= (max - term).exp();
+            // Rescale the running sum to the new maximum; when it drops below e^-60 of it,
+            // keep only an upper bound and skip the exponential.
+            let shrink = if max - term < NEGLIGIBLE_TERM_LN {
+                NEGLIGIBLE_TERM_LN.exp()
+            } else {
+                (max - term).exp()
+            };
+            skipped = (scaled_sum + skipped) * shrink;
+            scaled_sum = 1.0;
             max = term;
         } else if term - max > NEGLIGIBLE_TERM_LN {
             scaled_sum += (term - max).exp();

@@ -202,8 +202,9 @@ impl DpModule for Recurrent {
         )?;
         let (mut hidden, mut memory) = (zeros.shallow_clone(), zeros);
         let mut outputs = Vec::with_capacity(usize::try_from(time).unwrap_or(0));
-        for step in 0..time {
-            let input = projected.f_select(1, step)?;
+        // `unbind`, not `select` per step: the backward of `select` writes into a zero tensor of
+        // the whole sequence at every step (quadratic in T).
+        for input in projected.f_unbind(1)? {
             (hidden, memory) = self.step(&input, &hidden, &memory, context)?;
             outputs.push(hidden.shallow_clone());
         }

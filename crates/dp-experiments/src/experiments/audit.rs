@@ -537,33 +537,30 @@ impl ClopperPearsonSetup {
     }
 }
 
-/// Lower bound against the accountant's ε per method, the y = x line, and the non-private
-/// bounds as horizontal lines (their accountant ε is infinite).
+/// Lower bound against the accountant's ε per method, with the y = x line. The non-private
+/// bounds (accountant ε = ∞) are in the table only.
 fn plot(audits: &[LevelAudit], dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
     let largest = audits
         .iter()
         .flat_map(|audit| audit.bounds().map(|(_, _, epsilon)| epsilon))
         .flatten()
         .fold(1.0, f64::max);
-    let mut series = Vec::new();
-    for (method, _) in METHODS.iter().enumerate() {
-        let mut private = Vec::new();
-        for audit in audits {
-            let (name, bound, epsilon) = audit.bounds()[method];
-            match epsilon {
-                Some(epsilon) => private.push((epsilon, bound)),
-                None => series.push(Series {
-                    label: format!("{name}, non-private (ε = ∞)"),
-                    points: vec![(0.0, bound), (largest, bound)],
-                }),
+    let mut series: Vec<Series> = (0..METHODS.len())
+        .map(|method| {
+            let mut points: Vec<(f64, f64)> = audits
+                .iter()
+                .filter_map(|audit| {
+                    let (_, bound, epsilon) = audit.bounds()[method];
+                    epsilon.map(|epsilon| (epsilon, bound))
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series {
+                label: format!("{} audit", METHODS[method]),
+                points,
             }
-        }
-        private.sort_by(|a, b| a.0.total_cmp(&b.0));
-        series.push(Series {
-            label: format!("{} audit", METHODS[method]),
-            points: private,
-        });
-    }
+        })
+        .collect();
     series.push(Series {
         label: "y = x (a bound above is a bug)".to_owned(),
         points: vec![(0.0, 0.0), (largest, largest)],

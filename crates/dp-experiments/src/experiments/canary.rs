@@ -461,17 +461,20 @@ fn describe(
     windows_per_insertion: usize,
 ) -> String {
     let spec = &parameters.model;
+    let optimizer = super::mnist::training_details(spec, Privacy::NonPrivate)
+        .remove("optimizer")
+        .unwrap_or_default();
     format!(
         "Data: {source}, lower-cased onto the {}-character alphabet {:?} (other characters \
          become spaces); the first {} characters (cut to whole lines) for training and the next \
-         {} for the test loss. Canaries (Carlini et al. 2019): {} with {} secrets inserted {:?} \
-         times at random line boundaries of the training text, all in the same text, so one \
-         training run per ε measures every repetition count; {} further secrets of the same \
+         {} for the test loss. Canaries (Carlini et al. 2019): {}; {} canaries, each with its own \
+         secret, inserted {:?} times respectively at random line boundaries of the same \
+         training text, so one training run per ε measures every repetition count; {} further secrets of the same \
          format, never inserted, give the baseline (k = 0).\n\n\
          Model: a character MLP reading the one-hot encoding of the previous {} characters ({} \
          inputs), hidden layers {:?} (tanh), softmax over the alphabet; {} training windows, {} \
          test windows. Training: {} expected passes, expected batch {}, learning rate {}, \
-         momentum {}; private runs use DP-SGD with Poisson sampling, flat clipping at C = {}, \
+         {}; private runs use DP-SGD with Poisson sampling, flat clipping at C = {}, \
          secure Gaussian noise, σ calibrated with the {} accountant so that ε(δ = {}) meets the \
          target; the non-private run uses shuffled mini-batches. Engine: ndarray book-keeping. \
          Seeds: each run's seed is in `results.json`.\n\n\
@@ -502,7 +505,7 @@ fn describe(
         spec.epochs,
         spec.batch_size,
         spec.learning_rate,
-        spec.momentum,
+        optimizer,
         spec.max_grad_norm,
         ACCOUNTANT,
         parameters.delta,
@@ -581,6 +584,8 @@ fn findings(canaried: &CanariedText, models: &[ModelResult], space_size: u64) ->
     text
 }
 
+/// Exposure against ε per repetition count; the non-private exposures are horizontal lines,
+/// drawn first so that equal DP-SGD values stay visible on top of them.
 fn exposure_chart(
     canaried: &CanariedText,
     models: &[ModelResult],
@@ -595,9 +600,20 @@ fn exposure_chart(
             (l.min(e), h.max(e))
         });
     let mut series = Vec::new();
+    if let (true, Some(non_private)) =
+        (low.is_finite(), models.iter().find(|m| m.epsilon.is_none()))
+    {
+        for (index, canary) in canaried.canaries.iter().enumerate() {
+            let exposure = non_private.inserted[index].exposure;
+            series.push(Series {
+                label: format!("k = {}, non-private", canary.repetitions),
+                points: vec![(low, exposure), (high, exposure)],
+            });
+        }
+    }
     for (index, canary) in canaried.canaries.iter().enumerate() {
         series.push(Series {
-            label: format!("k = {} (DP-SGD)", canary.repetitions),
+            label: format!("k = {}, DP-SGD", canary.repetitions),
             points: private
                 .iter()
                 .filter_map(|m| Some((m.epsilon?, m.inserted[index].exposure)))
@@ -614,26 +630,13 @@ fn exposure_chart(
             .filter_map(|m| Some((m.epsilon?, mean(m.baseline.iter().map(|b| b.exposure)))))
             .collect(),
     });
-    if low.is_finite() {
-        if let Some(non_private) = models.iter().find(|m| m.epsilon.is_none()) {
-            for (index, canary) in canaried.canaries.iter().enumerate() {
-                let exposure = non_private.inserted[index].exposure;
-                series.push(Series {
-                    label: format!("k = {}, non-private", canary.repetitions),
-                    points: vec![(low, exposure), (high, exposure)],
-                });
-            }
-        }
-        let maximum = (space_size as f64).log2();
-        series.push(Series {
-            label: "maximum, log2 10^6".to_owned(),
-            points: vec![(low, maximum), (high, maximum)],
-        });
-    }
     LineChart {
         title: "Secret Sharer exposure vs ε (character MLP, Shakespeare)".to_owned(),
         x_label: format!("ε at δ = {}", parameters.delta),
-        y_label: "exposure (bits)".to_owned(),
+        y_label: format!(
+            "exposure (bits; maximum log2 {space_size} = {:.2})",
+            (space_size as f64).log2()
+        ),
         x_log: true,
         y_log: false,
         series,

@@ -74,14 +74,12 @@ struct LevelScores {
 pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result<ExperimentOutput> {
     let parameters: Parameters = parameters(parameters_value)?;
     let data = super::load_mnist(context)?;
-    let num_classes = data.train.num_classes();
     let pool_seed = run_seed(context.seed, &context.name, u64::MAX);
     let pool = random_subset(
         &data.train,
         parameters.pool_size,
         &mut ChaCha20Rng::seed_from_u64(pool_seed),
     )?;
-    let pool_engine = training::engine_dataset(&pool)?;
     let test = training::engine_dataset(&data.test)?;
 
     let mut privacies = vec![Privacy::NonPrivate];
@@ -104,28 +102,6 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
     for (level, privacy) in privacies.into_iter().enumerate() {
         let started = Instant::now();
         let masks_seed = run_seed(context.seed, &context.name, (level as u64) << 32);
-        let mut masks_rng = ChaCha20Rng::seed_from_u64(masks_seed);
-        let masks = ShadowObservations::balanced_in_masks(
-            parameters.shadow_models,
-            parameters.pool_size,
-            &mut masks_rng,
-        )?;
-        let spec = spec_for(privacy, &parameters.non_private, &parameters.private);
-        // σ is calibrated once, for the nominal half-pool; every model is the same mechanism.
-        let private_config = match privacy {
-            Privacy::NonPrivate => None,
-            Privacy::Private {
-                target_epsilon,
-                delta,
-            } => Some(training::private_config(
-                spec,
-                parameters.pool_size / 2,
-                target_epsilon,
-                delta,
-            )?),
-        };
-        let summaries: Mutex<Vec<Option<ModelSummary>>> =
-            Mutex::new((0..parameters.shadow_models).map(|_| None).collect());
         let model_seeds: Vec<u64> = (0..parameters.shadow_models as u64)
             .map(|model| {
                 run_seed(
@@ -135,44 +111,9 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
                 )
             })
             .collect();
-        let shadows = ShadowObservations::train(masks, Execution::Parallel, |model, in_mask| {
-            let members: Vec<usize> = in_mask
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| **m)
-                .map(|(i, _)| i)
-                .collect();
-            let train = training::engine_dataset(&pool.select(&members)?)?;
-            let label = format!("mia {} model {model}", privacy.label());
-            let seed = model_seeds[model];
-            let trained = match &private_config {
-                None => training::train_mlp(&train, num_classes, spec, privacy, seed, &label)?,
-                Some(config) => {
-                    training::train_mlp_private(&train, num_classes, spec, config, seed, &label)?
-                }
-            };
-            let (losses, _) = training::losses_and_confidences(&trained.model, &pool_engine)?;
-            let phi = logit_scaled_confidences(&trained.model, &pool_engine)?;
-            let summary = ModelSummary {
-                losses,
-                epsilon: trained.epsilon,
-                noise_multiplier: trained.noise_multiplier,
-                steps: trained.steps,
-                seconds: trained.seconds,
-                train_accuracy: training::accuracy(&trained.model, &train)?,
-                test_accuracy: training::accuracy(&trained.model, &test)?,
-            };
-            summaries
-                .lock()
-                .map_err(|_| anyhow!("a shadow training thread panicked"))?[model] = Some(summary);
-            Ok::<_, anyhow::Error>(phi)
-        })?;
-        let summaries = summaries
-            .into_inner()
-            .map_err(|_| anyhow!("a shadow training thread panicked"))?
-            .into_iter()
-            .collect::<Option<Vec<_>>>()
-            .context("a shadow model left no summary")?;
+        let spec = spec_for(privacy, &parameters.non_private, &parameters.private);
+        let (shadows, summaries) =
+            train_models(&parameters, &pool, &test, privacy, masks_seed, &model_seeds)?;
         let scores = attack_scores(&shadows, &summaries)?;
         let seconds = started.elapsed().as_secs_f64();
 
@@ -314,6 +255,81 @@ pub(super) fn random_subset<R: Rng + ?Sized>(
     let mut indices = rand::seq::index::sample(rng, data.len(), size).into_vec();
     indices.sort_unstable();
     Ok(data.select(&indices)?)
+}
+
+/// Trains `model_seeds.len()` models on random halves of `pool` (LiRA's balanced masks drawn
+/// from `masks_seed`) and returns their φ on the whole pool with the masks, and what else each
+/// model left behind. Models train in parallel on rayon's pool.
+fn train_models(
+    parameters: &Parameters,
+    pool: &dp_data::Dataset,
+    test: &ArrayDataset,
+    privacy: Privacy,
+    masks_seed: u64,
+    model_seeds: &[u64],
+) -> Result<(ShadowObservations, Vec<ModelSummary>)> {
+    let masks = ShadowObservations::balanced_in_masks(
+        model_seeds.len(),
+        pool.len(),
+        &mut ChaCha20Rng::seed_from_u64(masks_seed),
+    )?;
+    let spec = spec_for(privacy, &parameters.non_private, &parameters.private);
+    // σ is calibrated once, for the nominal half-pool; every model is the same mechanism.
+    let private_config = match privacy {
+        Privacy::NonPrivate => None,
+        Privacy::Private {
+            target_epsilon,
+            delta,
+        } => Some(training::private_config(
+            spec,
+            pool.len() / 2,
+            target_epsilon,
+            delta,
+        )?),
+    };
+    let pool_engine = training::engine_dataset(pool)?;
+    let num_classes = pool.num_classes();
+    let summaries: Mutex<Vec<Option<ModelSummary>>> =
+        Mutex::new((0..model_seeds.len()).map(|_| None).collect());
+    let shadows = ShadowObservations::train(masks, Execution::Parallel, |model, in_mask| {
+        let members: Vec<usize> = in_mask
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m)
+            .map(|(i, _)| i)
+            .collect();
+        let train = training::engine_dataset(&pool.select(&members)?)?;
+        let label = format!("mia {} model {model}", privacy.label());
+        let seed = model_seeds[model];
+        let trained = match &private_config {
+            None => training::train_mlp(&train, num_classes, spec, privacy, seed, &label)?,
+            Some(config) => {
+                training::train_mlp_private(&train, num_classes, spec, config, seed, &label)?
+            }
+        };
+        let (losses, _) = training::losses_and_confidences(&trained.model, &pool_engine)?;
+        let phi = logit_scaled_confidences(&trained.model, &pool_engine)?;
+        let summary = ModelSummary {
+            losses,
+            epsilon: trained.epsilon,
+            noise_multiplier: trained.noise_multiplier,
+            steps: trained.steps,
+            seconds: trained.seconds,
+            train_accuracy: training::accuracy(&trained.model, &train)?,
+            test_accuracy: training::accuracy(&trained.model, test)?,
+        };
+        summaries
+            .lock()
+            .map_err(|_| anyhow!("a shadow training thread panicked"))?[model] = Some(summary);
+        Ok::<_, anyhow::Error>(phi)
+    })?;
+    let summaries = summaries
+        .into_inner()
+        .map_err(|_| anyhow!("a shadow training thread panicked"))?
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .context("a shadow model left no summary")?;
+    Ok((shadows, summaries))
 }
 
 /// Leave-one-out over all models: each is the target once; the scores of all targets are

@@ -233,13 +233,14 @@ fn cnn_runs(
     let description = format!(
         "**CNN**: the Opacus MNIST CNN (two convolutions, 26,010 parameters), libtorch engine \
          `{engine_name}` (`--engine`) on {}; inputs standardized as in the Opacus example; \
-         expected batch {}, {} epochs, SGD (momentum {}, learning rate {}), flat clipping at \
-         C = {}.\n\n",
+         expected batch {}, {} epochs, SGD (momentum {}, learning rate {}, non-private {}), \
+         flat clipping at C = {}.\n\n",
         torch_training::device_summary(device),
         spec.batch_size,
         spec.epochs,
         spec.momentum,
         spec.learning_rate,
+        spec.non_private_learning_rate.unwrap_or(spec.learning_rate),
         spec.max_grad_norm
     );
     Ok((outcomes, description))
@@ -293,7 +294,10 @@ fn model_series(model: &str, outcomes: &[Outcome]) -> Vec<Series> {
     {
         series.push(Series {
             label: format!("non-private {model} (this run)"),
-            points: vec![(first.0, outcome.test_accuracy), (last.0, outcome.test_accuracy)],
+            points: vec![
+                (first.0, outcome.test_accuracy),
+                (last.0, outcome.test_accuracy),
+            ],
         });
     }
     if !private_points.is_empty() {
