@@ -175,14 +175,7 @@ fn run(cli: Cli) -> Result<()> {
     let engine = EngineChoice::resolve(cli.engine)?;
     std::fs::create_dir_all(&cli.out_dir)
         .with_context(|| format!("cannot create {}", cli.out_dir.display()))?;
-    let provenance = Provenance {
-        profile: cli.profile.name().to_owned(),
-        machine: Machine::current(),
-        data: match &cli.data_dir {
-            Some(dir) => format!("full data sets from {}", dir.display()),
-            None => "the subsets shipped in data/ (see data/README.md)".to_owned(),
-        },
-    };
+    let machine = Machine::current();
     let started = Instant::now();
     for name in &names {
         let experiment = EXPERIMENTS
@@ -191,6 +184,11 @@ fn run(cli: Cli) -> Result<()> {
             .expect("names were checked against EXPERIMENTS above");
         let config_path = cli.config_dir.join(format!("{name}.toml"));
         let config = experiments::load_config(&config_path, cli.profile)?;
+        let provenance = Provenance {
+            profile: cli.profile.name().to_owned(),
+            machine: machine.clone(),
+            data: experiment.data.describe(cli.data_dir.as_deref()),
+        };
         eprintln!("== {name} ({}): {}", cli.profile.name(), config.title);
         let context = ExperimentContext {
             name: name.clone(),

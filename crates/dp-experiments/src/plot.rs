@@ -107,10 +107,7 @@ impl LineChart {
         }
     }
 
-    fn finish<'a, DB, X, Y>(
-        &self,
-        chart: Result<ChartContext<'a, DB, Cartesian2d<X, Y>>, DrawingAreaErrorKind<DB::ErrorType>>,
-    ) -> Result<()>
+    fn finish<'a, DB, X, Y>(&self, chart: BuiltChart<'a, DB, X, Y>) -> Result<()>
     where
         DB: DrawingBackend + 'a,
         DB::ErrorType: 'static,
@@ -156,6 +153,12 @@ impl LineChart {
         Ok(())
     }
 }
+
+/// What `ChartBuilder::build_cartesian_2d` returns.
+type BuiltChart<'a, DB, X, Y> = Result<
+    ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>,
+>;
 
 /// Widens `[min, max]` a little so that points do not sit on the frame.
 fn pad(min: f64, max: f64, log: bool) -> (f64, f64) {

@@ -37,42 +37,81 @@ pub struct ExperimentContext {
 pub struct Experiment {
     /// Name, also the stem of its TOML file and its output folder.
     pub name: &'static str,
+    /// The data it reads, for the report.
+    pub data: Data,
     /// Runs it with the profile's parameters.
     pub run: fn(&ExperimentContext, toml::Value) -> Result<ExperimentOutput>,
+}
+
+/// The data an experiment reads.
+#[derive(Clone, Copy, Debug)]
+pub enum Data {
+    /// None: the experiment computes from formulas alone.
+    None,
+    /// MNIST: the shipped subset, or `--data-dir`.
+    Mnist,
+    /// Shakespeare's plays (fetched on first use), or the file in `DP_EXPERIMENTS_TEXT`.
+    Shakespeare,
+}
+
+impl Data {
+    /// How the report states the data source of an experiment.
+    pub fn describe(self, data_dir: Option<&Path>) -> String {
+        match (self, data_dir) {
+            (Data::None, _) => "none (accounting only)".to_owned(),
+            (Data::Mnist, Some(dir)) => format!("MNIST from {}", dir.display()),
+            (Data::Mnist, None) => {
+                "the MNIST subset shipped in data/mnist (8,000 train / 2,000 test, see data/README.md)"
+                    .to_owned()
+            }
+            (Data::Shakespeare, _) => match std::env::var("DP_EXPERIMENTS_TEXT") {
+                Ok(file) => format!("the text file {file} (DP_EXPERIMENTS_TEXT)"),
+                Err(_) => "Shakespeare's plays, fetched on first use (see data/README.md)".to_owned(),
+            },
+        }
+    }
 }
 
 /// Every experiment, in the order of the report.
 pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "accounting",
+        data: Data::None,
         run: accounting::run,
     },
     Experiment {
         name: "mnist",
+        data: Data::Mnist,
         run: mnist::run,
     },
     Experiment {
         name: "canary",
+        data: Data::Shakespeare,
         run: canary::run,
     },
     Experiment {
         name: "mia",
+        data: Data::Mnist,
         run: mia::run,
     },
     Experiment {
         name: "audit",
+        data: Data::Mnist,
         run: audit::run,
     },
     Experiment {
         name: "tips",
+        data: Data::Mnist,
         run: tips::run,
     },
     Experiment {
         name: "label-dp",
+        data: Data::Mnist,
         run: label_dp::run,
     },
     Experiment {
         name: "engines",
+        data: Data::Mnist,
         run: engines::run,
     },
 ];

@@ -60,10 +60,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gaussian_epsilon_matches_the_analytic_reference() {
-        // dp_accounting's tests: σ = 4.530877117 gives exactly (ε = 1, δ = 1e-6).
+    fn gaussian_delta_at_zero_is_the_total_variation_distance() {
+        // δ(0) = TV(N(0, σ²), N(1, σ²)) = 2Φ(1/(2σ)) − 1; for σ = 1, 2Φ(0.5) − 1 = 0.382924922548.
+        let delta = gaussian_delta(1.0, 0.0);
+        assert!((delta - 0.382_924_922_548).abs() < 1e-9, "delta = {delta}");
+    }
+
+    #[test]
+    fn gaussian_epsilon_inverts_delta_and_beats_the_rdp_bound() {
+        // dp_accounting's RDP test: σ = 4.530877117 gives ε = 1 at δ = 1e-6 through the
+        // improved RDP conversion; the exact trade-off must give a smaller ε.
         let epsilon = gaussian_epsilon(4.530877117, 1e-6);
-        assert!((epsilon - 1.0).abs() < 1e-6, "epsilon = {epsilon}");
+        assert!(epsilon < 1.0, "epsilon = {epsilon}");
+        let delta = gaussian_delta(4.530877117, epsilon);
+        assert!(delta <= 1e-6 && delta > 0.999_999 * 1e-6, "delta = {delta}");
     }
 
     #[test]
