@@ -18,7 +18,7 @@ const EPSILON_BISECTION_STEPS: u32 = 200;
 /// μ-GDP accounting: μ² adds up over compositions.
 ///
 /// A Gaussian event with noise multiplier σ is exactly (1/σ)-GDP. A Poisson-subsampled
-/// Gaussian step contributes μ² = q²(e^{1/σ²} - 1) by the CLT (Bu et al. 2020, Theorem 5),
+/// Gaussian step contributes μ² = q²(e^{1/σ²} - 1) by the CLT (Bu et al. 2020),
 /// which is an approximation, exact only as steps → ∞ with q√T fixed.
 ///
 /// # Privacy

@@ -116,7 +116,7 @@ fn tf_privacy_mnist_tutorial_improved_conversion() {
     );
     assert_eq!(order, Some(8.1));
     assert!(
-        opacus >= EXACT_AT_8_1 && opacus <= EXACT_AT_8_1 * (1.0 + 1e-10),
+        (EXACT_AT_8_1..=EXACT_AT_8_1 * (1.0 + 1e-10)).contains(&opacus),
         "{opacus}"
     );
 }

@@ -579,3 +579,164 @@ impl CnnRun<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dp_data::{Dataset, ImageShape, TrainTest};
+    use ndarray::Array2;
+
+    use super::*;
+
+    /// `count` random 1 x 28 x 28 images in [0, 1) with labels `0..10` in turn.
+    fn images(count: usize, seed: i64) -> Dataset {
+        tch::manual_seed(seed);
+        let pixels =
+            Vec::<f32>::try_from(Tensor::rand([(count * 784) as i64], tch::kind::FLOAT_CPU))
+                .expect("a float tensor converts to Vec<f32>");
+        let features = Array2::from_shape_vec((count, 784), pixels).expect("count x 784 pixels");
+        let shape = ImageShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        Dataset::with_image_shape(features, (0..count).map(|i| i % 10).collect(), 10, shape)
+            .expect("valid images")
+    }
+
+    fn image_data(train: usize, test: usize) -> ImageData {
+        let data = TrainTest {
+            train: images(train, 1),
+            test: images(test, 2),
+        };
+        ImageData::new(&data, Device::Cpu).expect("image data")
+    }
+
+    fn parameter_names(normalization: Normalization) -> Vec<String> {
+        let store = nn::VarStore::new(Device::Cpu);
+        let module = cnn(&store.root(), normalization).expect("a valid CNN");
+        let model = DpModel::new(&store, module, Loss::CrossEntropy).expect("accepted");
+        model.parameters().iter().map(|p| p.name.clone()).collect()
+    }
+
+    #[test]
+    fn group_norm_adds_a_norm_after_each_convolution() {
+        let plain = parameter_names(Normalization::None);
+        assert_eq!(plain.len(), 8);
+        let with_norm = parameter_names(Normalization::GroupNorm { groups: 4 });
+        let expected: Vec<String> = [
+            "conv1.weight",
+            "conv1.bias",
+            "norm1.weight",
+            "norm1.bias",
+            "conv2.weight",
+            "conv2.bias",
+            "norm2.weight",
+            "norm2.bias",
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(with_norm, expected);
+        // Without normalization the CNN is the Opacus one: the same layers minus the norms.
+        let without: Vec<String> = expected
+            .into_iter()
+            .filter(|name| !name.starts_with("norm"))
+            .collect();
+        assert_eq!(plain, without);
+        assert!(
+            cnn(
+                &nn::VarStore::new(Device::Cpu).root(),
+                Normalization::GroupNorm { groups: 3 }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn batch_norm_is_refused_naming_group_norm() {
+        let message = batch_norm_refusal().expect("the validator refuses BatchNorm");
+        assert!(message.contains("GroupNorm"), "{message}");
+    }
+
+    #[test]
+    fn accuracy_counts_arg_max_matches_across_chunks() {
+        // More examples than one evaluation chunk, so the chunking is exercised.
+        let count = EVALUATION_CHUNK + 37;
+        let data = image_data(10, count as usize);
+        let store = nn::VarStore::new(Device::Cpu);
+        let module = cnn(&store.root(), Normalization::None).expect("a valid CNN");
+        let model = DpModel::new(&store, module, Loss::CrossEntropy).expect("accepted");
+        let predictions = tch::no_grad(|| model.forward(&data.test_inputs))
+            .expect("forward")
+            .argmax(-1, false);
+        assert_eq!(
+            accuracy(&model, &data.test_inputs, &predictions).expect("accuracy"),
+            1.0
+        );
+        let wrong = (&predictions + 1).remainder(10);
+        assert_eq!(
+            accuracy(&model, &data.test_inputs, &wrong).expect("accuracy"),
+            0.0
+        );
+        // Every third label right: exactly a third (rounded up) of the examples.
+        let mask = Tensor::arange(count, tch::kind::INT64_CPU)
+            .remainder(3)
+            .eq(0);
+        let mixed = predictions.where_self(&mask, &wrong);
+        let expected = ((count + 2) / 3) as f64 / count as f64;
+        assert_eq!(
+            accuracy(&model, &data.test_inputs, &mixed).expect("accuracy"),
+            expected
+        );
+    }
+
+    #[test]
+    fn private_runs_take_the_calibrated_steps_within_the_target() {
+        let data = image_data(64, 20);
+        let spec = CnnSpec {
+            batch_size: 16.0,
+            epochs: 0.75,
+            learning_rate: 0.5,
+            non_private_learning_rate: Some(0.02),
+            momentum: 0.5,
+            max_grad_norm: 1.0,
+        };
+        let target_epsilon = 3.0;
+        let privacy = Privacy::Private {
+            target_epsilon,
+            delta: 1e-5,
+        };
+        let run = CnnRun {
+            data: &data,
+            spec: &spec,
+            normalization: Normalization::GroupNorm { groups: 4 },
+            privacy,
+            engine: EngineChoice::Bookkeeping,
+            seed: 7,
+            label: "test",
+        };
+        let trained = run.train().expect("training");
+        // q = 16 / 64, steps = ceil(0.75 / q) = 3.
+        assert_eq!(trained.steps, 3);
+        let epsilon = trained.epsilon.expect("private");
+        assert!(epsilon <= target_epsilon, "ε = {epsilon}");
+        assert!(trained.noise_multiplier.is_some_and(|sigma| sigma > 0.0));
+        let record = run.record("tips", 1e-5, &trained, BTreeMap::new());
+        assert_eq!(record.engine, "tch-bookkeeping");
+        assert_eq!(record.details["learning_rate"], "0.5");
+
+        let non_private = CnnRun {
+            privacy: Privacy::NonPrivate,
+            ..run
+        };
+        assert_eq!(non_private.learning_rate(), 0.02);
+        let ndarray = CnnRun {
+            engine: EngineChoice::Ndarray,
+            ..non_private
+        };
+        assert!(ndarray.train().is_err());
+    }
+}

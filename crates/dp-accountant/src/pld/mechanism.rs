@@ -12,9 +12,9 @@
 //! ε_{i+1} keeping its P-mass and its Q-mass; the rounding is mean-positive and bounded by
 //! h, which is what the optimistic estimate in [`super::pmf`] relies on.
 //!
-//! Poisson subsampling with probability q (add/remove-one) gives two directions (Zhu, Dong,
-//! Wang 2022, "Optimal accounting of differential privacy via characteristic function",
-//! Sec. 5): for the base mechanism's divergence δ_b,
+//! Poisson subsampling with probability q (add/remove-one) gives two directions (the
+//! dominating pairs of the subsampled mechanism, as in dp_accounting and Zhu, Dong, Wang
+//! 2022): for the base mechanism's divergence δ_b,
 //! - remove (P = (1-q)Q + qP_b, Q): δ(ε) = q δ_b(ε'), e^{ε'} = 1 + (e^ε - 1)/q;
 //! - add (Q, (1-q)Q + qP_b): δ(ε) = 1 - e^ε + q e^ε δ_b(ε''), e^{ε''} = 1 + (e^{-ε} - 1)/q.
 //!

@@ -1,5 +1,6 @@
 //! From an RDP curve to (ε, δ): the classic conversion (Mironov 2017, Proposition 3) and the
-//! improved one (Balle, Barthe, Gaboardi, Hsu, Sato 2020, Theorem 21; Asoodeh et al. 2020).
+//! improved one (Balle, Barthe, Gaboardi, Hsu, Sato 2020, arXiv:2004.00010v4
+//! Proposition 12; Asoodeh et al. 2020).
 
 use serde::{Deserialize, Serialize};
 

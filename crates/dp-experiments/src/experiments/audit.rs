@@ -583,13 +583,21 @@ fn report_markdown(
 ) -> String {
     let one_run = &parameters.one_run;
     let cp = &parameters.clopper_pearson;
+    let cp_model = if cp.private.hidden.is_empty() {
+        "logistic regression".to_owned()
+    } else {
+        format!("MLP {:?}", cp.private.hidden)
+    };
     let mut markdown = String::new();
     if violations.is_empty() {
         markdown.push_str("**Every empirical lower bound is below the accountant's ε.**\n\n");
     } else {
         markdown.push_str("**BUG: an empirical lower bound exceeds the accountant's ε.** ");
         markdown.push_str(&violations.join("; "));
-        markdown.push_str(". This contradicts the privacy guarantee: the trainer, the accountant or the audit is wrong.\n\n");
+        markdown.push_str(
+            ". This contradicts the privacy guarantee: the trainer, the accountant or the audit \
+             is wrong.\n\n",
+        );
     }
     markdown.push_str(&format!(
         "**One-run audit** (Steinke, Nasr, Jagielski 2023): {m} mislabelled canaries (dp-data \
@@ -601,14 +609,19 @@ fn report_markdown(
          before the inclusion draw). Score: ln P(canary label) = −loss. The auditor guesses \
          *included* for the k+ highest and *excluded* for the k− lowest scores, for (k+, k−) in \
          {guesses:?} (Bonferroni over the choices), and the bound holds with confidence \
-         {confidence} under add/remove-one neighbours with respect to the canaries, at δ = {delta}.\n\n\
+         {confidence} under add/remove-one neighbours with respect to the canaries, at \
+         δ = {delta}.\n\n\
          **Clopper-Pearson audit** (Jagielski, Ullman, Oprea 2020): {runs} independent runs \
          with one mislabelled canary and {runs} without, on the same {cp_clean} clean images \
-         (model: {cp_model}, {cp_epochs} epochs; DP-SGD with expected batch {cp_batch}, C = \
-         {cp_clip}, one σ for both worlds). Membership test: ln P(canary label) >= ln t, for t \
+         ({cp_model}; non-private: {cp_np_epochs} epochs of shuffled batches of {cp_np_batch}; \
+         DP-SGD: {cp_epochs} epochs, expected batch {cp_batch}, C = {cp_clip}, one σ for both \
+         worlds, calibrated for the clean set before any run). Membership test: \
+         ln P(canary label) >= ln t, for t \
          in {thresholds:?} (Bonferroni over the thresholds); one-sided Clopper-Pearson bounds on \
          the false-positive and false-negative rates give the bound at confidence {confidence}. \
-         With {runs} runs per world no bound can exceed about ln({runs} / ln(2·{thresholds_len}/(1 − {confidence}))).\n\n",
+         With {runs} runs per world and no errors at all, the bound is about \
+         ln({runs} / ln(2 · {thresholds_len} / (1 − {confidence}))) = {ceiling:.2}: the most this \
+         audit can show.\n\n",
         m = one_run.canaries,
         clean = one_run.clean_examples,
         np_hidden = one_run.non_private.hidden,
@@ -623,12 +636,16 @@ fn report_markdown(
         delta = parameters.delta,
         runs = cp.runs_per_world,
         cp_clean = cp.clean_examples,
-        cp_model = if cp.private.hidden.is_empty() { "logistic regression".to_owned() } else { format!("MLP {:?}", cp.private.hidden) },
+        cp_np_epochs = cp.non_private.epochs,
+        cp_np_batch = cp.non_private.batch_size,
         cp_epochs = cp.private.epochs,
         cp_batch = cp.private.batch_size,
         cp_clip = cp.private.max_grad_norm,
         thresholds = cp.probability_thresholds,
         thresholds_len = cp.probability_thresholds.len(),
+        ceiling = (cp.runs_per_world as f64
+            / (2.0 * cp.probability_thresholds.len() as f64 / (1.0 - parameters.confidence)).ln())
+        .ln(),
     ));
     let rows: Vec<Vec<String>> = audits
         .iter()

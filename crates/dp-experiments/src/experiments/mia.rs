@@ -476,7 +476,10 @@ fn report_markdown(
         accountant = ACCOUNTANT,
         delta = parameters.delta,
     );
-    markdown.push_str("Models (means over the models of each level; time is the sum of their training times):\n\n");
+    markdown.push_str(
+        "Models (means over the models of each level; time is the sum of their training \
+         times):\n\n",
+    );
     markdown.push_str(&markdown_table(
         &[
             "privacy",
