@@ -64,3 +64,8 @@ pub use gdp::GdpAccountant;
 pub use ledger::{Ledger, LedgerEntry};
 pub use pld::{DEFAULT_VALUE_DISCRETIZATION_INTERVAL, PldAccountant};
 pub use rdp::{RdpAccountant, RdpConversion, default_orders};
+
+// The Rust examples of the repository's README are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

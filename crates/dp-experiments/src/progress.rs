@@ -11,9 +11,10 @@ pub struct RunProgress {
 }
 
 impl RunProgress {
-    /// A bar of `length` units for the run `label`.
+    /// A bar of `length` units for the run `label`. An empty label makes a silent progress:
+    /// no bar and no summary line (for the many small runs inside one reported run).
     pub fn new(label: &str, length: u64) -> Self {
-        let bar = if std::io::stderr().is_terminal() {
+        let bar = if std::io::stderr().is_terminal() && !label.is_empty() {
             let bar = ProgressBar::new(length);
             bar.set_style(
                 ProgressStyle::with_template(
@@ -39,9 +40,16 @@ impl RunProgress {
         self.bar.set_prefix(status.to_owned());
     }
 
-    /// Ends the bar and prints the run's summary line.
+    /// Advances the bar by one unit (safe to call from several threads).
+    pub fn advance(&self) {
+        self.bar.inc(1);
+    }
+
+    /// Ends the bar and prints the run's summary line (nothing for a silent progress).
     pub fn finish(self, summary: &str) {
         self.bar.finish_and_clear();
-        eprintln!("   {:28} {summary}", self.label);
+        if !self.label.is_empty() {
+            eprintln!("   {:28} {summary}", self.label);
+        }
     }
 }

@@ -6,7 +6,7 @@ use crate::{
     DpSgdConfig, LearningRateSchedule, Optimizer, StepReport, TrainerError, TrainerRngs,
     TrainingPhase,
 };
-use dp_accountant::{DpEvent, PrivacyAccountant};
+use dp_accountant::{DpEvent, NeighbouringRelation, PrivacyAccountant};
 use dp_clip::{ClipOutcome, ClipPolicy, NormMatrix, ScaleFactors};
 use dp_engine::{EngineError, ExampleBatch, ExampleSource, PerSampleGradEngine, ScaleVector};
 use dp_sampler::{BatchSampler, DpRng, NoiseMode, Poisson, add_gaussian_noise, sample_gaussian};
@@ -309,7 +309,14 @@ where
                 .map_err(|e| TrainerError::Clip {
                     message: e.to_string(),
                 })?;
-        let gradient_multiplier = combine_with_clip_release(effective_multiplier, &clip_event)?;
+        // Noise multipliers are relative to the sensitivity under the accountant's relation:
+        // replacing one example moves the clipped sum by up to 2·S, adding or removing one by S.
+        let relation_factor = match self.parts.accountant.neighbouring_relation() {
+            NeighbouringRelation::ReplaceOne => 2.0,
+            NeighbouringRelation::AddOrRemoveOne => 1.0,
+        };
+        let gradient_multiplier =
+            combine_with_clip_release(effective_multiplier / relation_factor, &clip_event)?;
         let event = self.phases[phase_index]
             .sampler
             .step_event(DpEvent::gaussian(gradient_multiplier));

@@ -218,3 +218,36 @@ fn augmentation_multiplicity_feeds_k_views_per_example() {
     assert_ne!(weights(&trainer), before);
     assert!(trainer.epsilon().unwrap().is_finite());
 }
+
+#[test]
+fn fixed_size_batches_are_accounted_at_replace_one_sensitivity() {
+    // Replacing one example moves the clipped sum by up to 2C: under replace-one the step's
+    // Gaussian has noise multiplier σ/2 relative to that sensitivity.
+    let (data_size, batch_size, sigma, steps) = (500, 25, 1.2, 4);
+    let phases = vec![
+        TrainingPhase::new(
+            dp_sampler::Shuffle::new(data_size, batch_size).unwrap(),
+            sigma,
+            steps,
+        )
+        .unwrap(),
+    ];
+    let mut parts = parts(Optimizer::sgd(0.0).unwrap());
+    parts.accountant = RdpAccountant::new(NeighbouringRelation::ReplaceOne);
+    let mut trainer: NdarrayTrainer<dp_sampler::Shuffle> =
+        DpTrainer::with_schedule(parts, &config(), phases, TrainerRngs::seeded(3)).unwrap();
+    trainer.run().unwrap();
+    let mut expected = RdpAccountant::new(NeighbouringRelation::ReplaceOne);
+    expected
+        .compose(
+            &DpEvent::gaussian(sigma / 2.0)
+                .sampled_without_replacement(data_size as u64, batch_size as u64)
+                .repeated(steps),
+        )
+        .unwrap();
+    let (got, want) = (
+        trainer.epsilon().unwrap(),
+        expected.epsilon(1e-5).unwrap().epsilon,
+    );
+    assert!(got >= want && got < want * (1.0 + 1e-9), "{got} vs {want}");
+}

@@ -24,6 +24,7 @@ use super::mia::{random_subset, spec_for};
 use super::mnist::training_details;
 use super::{ExperimentContext, parameters, run_seed};
 use crate::plot::{LineChart, Series};
+use crate::progress::RunProgress;
 use crate::report::{ExperimentOutput, RunRecord, markdown_table};
 use crate::training::{self, ACCOUNTANT, ENGINE, Privacy, Trained, TrainingSpec};
 
@@ -479,13 +480,17 @@ impl ClopperPearsonSetup {
             .map(|run| vec![run % 2 == 0])
             .collect();
         let summaries = std::sync::Mutex::new(None);
+        let progress = RunProgress::new(
+            &format!("audit cp {} ({} runs)", privacy.label(), worlds.len()),
+            worlds.len() as u64,
+        );
         let observations = ShadowObservations::train(worlds, Execution::Parallel, |run, world| {
             let data = if world[0] {
                 &self.with_canary
             } else {
                 &self.without_canary
             };
-            let label = format!("audit cp {} run {run}", privacy.label());
+            // The many small runs report through one progress line.
             let run_seed = seed.wrapping_add(run as u64);
             let trained = train(
                 data,
@@ -494,8 +499,9 @@ impl ClopperPearsonSetup {
                 privacy,
                 config.as_ref(),
                 run_seed,
-                &label,
+                "",
             )?;
+            progress.advance();
             if run == 0 {
                 *summaries
                     .lock()
@@ -504,6 +510,7 @@ impl ClopperPearsonSetup {
             }
             canary_scores(&trained, &self.canary)
         })?;
+        progress.finish("done");
         let (epsilon, steps, noise_multiplier) = summaries
             .into_inner()
             .map_err(|_| anyhow::anyhow!("a training thread panicked"))?

@@ -163,8 +163,8 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
 
     let mut markdown = format!(
         "Every run is DP-SGD on the shipped MNIST subset at ε = {} (δ = {}), σ calibrated per run \
-         with the {} accountant, Poisson sampling, secure noise, the ndarray book-keeping engine. \
-         The baseline is MLP {:?}, expected batch {}, {} epochs, SGD (momentum {}, learning rate \
+         with the {} accountant, Poisson sampling, secure noise; the MLP runs use the ndarray \
+         book-keeping engine. The baseline is MLP {:?}, expected batch {}, {} epochs, SGD (momentum {}, learning rate \
          {}), flat clipping at C = {}; each other run changes one thing. Batch sizes keep the \
          epochs fixed (more steps for small batches, σ recalibrated). Weight decay uses AdamW. \
          Augmentation multiplicity averages K randomly shifted copies of each example before \
