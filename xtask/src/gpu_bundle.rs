@@ -74,11 +74,12 @@ done
 run example-engines "$here/bin/engines"
 run bench-engines_tch "$here/bin/engines_tch" --bench
 
-python3 - "$out" "$version" <<'PYTHON'
+python3 - "$out" <<'PYTHON'
 import glob, json, os, re, sys
 
-out, version = sys.argv[1], sys.argv[2]
 import torch
+
+out = sys.argv[1]
 
 steps = []
 for line in open(os.path.join(out, "steps.txt")):
@@ -104,7 +105,8 @@ for path in sorted(glob.glob(os.path.join(out, "criterion", "**", "new", "estima
 engines_path = os.path.join(out, "engines.json")
 example_log = os.path.join(out, "example-engines.log")
 results = {
-    "torch": version,
+    "torch": torch.__version__,
+    "cuda_available": torch.cuda.is_available(),
     "gpu": torch.cuda.get_device_name(0),
     "steps": steps,
     "example": open(example_log).read().splitlines() if os.path.exists(example_log) else None,
