@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 /// Features that the full test and lint runs enable: everything but the CUDA link switch.
-const FULL_FEATURES: &str = "dp-accountant/cli";
+const FULL_FEATURES: &str = "dp-accountant/cli,dp-benches/torch,dp-experiments/torch";
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "dp-rs project automation")]
@@ -125,7 +125,7 @@ fn ci(root: &Path) -> Result<()> {
         Some(&libtorch),
     )?;
     test(root, &[])?;
-    cargo(&["bench", "--workspace", "--no-run"], Some(&libtorch))?;
+    cargo(&["bench", "--workspace", "--no-run", "--features", FULL_FEATURES], Some(&libtorch))?;
     experiments(root, &["--profile".into(), "smoke".into()])?;
     step(&format!(
         "ci passed in {:.0} s",
