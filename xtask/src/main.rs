@@ -125,7 +125,16 @@ fn ci(root: &Path) -> Result<()> {
         Some(&libtorch),
     )?;
     test(root, &[])?;
-    cargo(&["bench", "--workspace", "--no-run", "--features", FULL_FEATURES], Some(&libtorch))?;
+    cargo(
+        &[
+            "bench",
+            "--workspace",
+            "--no-run",
+            "--features",
+            FULL_FEATURES,
+        ],
+        Some(&libtorch),
+    )?;
     experiments(root, &["--profile".into(), "smoke".into()])?;
     step(&format!(
         "ci passed in {:.0} s",
