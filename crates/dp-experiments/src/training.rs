@@ -78,6 +78,9 @@ pub struct TrainingSpec {
     /// Decoupled weight decay; when positive the optimizer is AdamW instead of SGD.
     #[serde(default)]
     pub weight_decay: f64,
+    /// Adam instead of SGD (AdamW whenever `weight_decay` is positive).
+    #[serde(default)]
+    pub adam: bool,
     /// Clipping bound C.
     pub max_grad_norm: f64,
     /// Clipping policy.
@@ -264,6 +267,8 @@ fn new_model_and_optimizer(
     let model = Mlp::new(&widths, Activation::Tanh, init_rng)?;
     let optimizer = if spec.weight_decay > 0.0 {
         Optimizer::adamw(0.9, 0.999, 1e-8, spec.weight_decay)?
+    } else if spec.adam {
+        Optimizer::adam(0.9, 0.999, 1e-8)?
     } else {
         Optimizer::sgd(spec.momentum)?
     };

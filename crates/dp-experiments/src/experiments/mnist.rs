@@ -320,6 +320,8 @@ pub fn training_details(spec: &TrainingSpec, privacy: Privacy) -> BTreeMap<Strin
             "optimizer".to_owned(),
             if spec.weight_decay > 0.0 {
                 format!("adamw (weight decay {})", spec.weight_decay)
+            } else if spec.adam {
+                "adam".to_owned()
             } else {
                 format!("sgd (momentum {})", spec.momentum)
             },

@@ -23,8 +23,10 @@ struct Parameters {
     baseline: TrainingSpec,
     /// Expected batch sizes to compare (same epochs, σ recalibrated for each).
     batch_sizes: Vec<f64>,
-    /// Decoupled weight decay of the weight-decay variant (AdamW).
+    /// Decoupled weight decay of the weight-decay variant (AdamW, compared with Adam).
     weight_decay: f64,
+    /// Learning rate of the Adam and AdamW variants (SGD's rate does not suit Adam).
+    adam_learning_rate: f64,
     /// Views per example of the augmentation-multiplicity variant.
     augmentation_views: usize,
     /// The CNN of the normalization comparison (ignored without the `torch` feature).
@@ -55,12 +57,25 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         };
         variants.push((format!("batch {batch_size}"), "batch size", spec));
     }
+    let adam = TrainingSpec {
+        adam: true,
+        learning_rate: parameters.adam_learning_rate,
+        ..baseline.clone()
+    };
     variants.push((
-        format!("AdamW, weight decay {}", parameters.weight_decay),
+        format!("Adam, learning rate {}", parameters.adam_learning_rate),
+        "weight decay (Adam reference)",
+        adam.clone(),
+    ));
+    variants.push((
+        format!(
+            "AdamW, learning rate {}, weight decay {}",
+            parameters.adam_learning_rate, parameters.weight_decay
+        ),
         "weight decay",
         TrainingSpec {
             weight_decay: parameters.weight_decay,
-            ..baseline.clone()
+            ..adam
         },
     ));
     variants.push((
@@ -166,7 +181,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
          with the {} accountant, Poisson sampling, secure noise; the MLP runs use the ndarray \
          book-keeping engine. The baseline is MLP {:?}, expected batch {}, {} epochs, SGD (momentum {}, learning rate \
          {}), flat clipping at C = {}; each other run changes one thing. Batch sizes keep the \
-         epochs fixed (more steps for small batches, σ recalibrated). Weight decay uses AdamW. \
+         epochs fixed (more steps for small batches, σ recalibrated). Weight decay is AdamW against Adam at the same learning rate (SGD's rate does not suit Adam). \
          Augmentation multiplicity averages K randomly shifted copies of each example before \
          clipping, so it costs no privacy. Automatic clipping scales each gradient by \
          C/(‖g‖ + 0.01).\n\n{normalization_description}",
