@@ -15,7 +15,6 @@ use dp_engine_tch::{
     Microbatch, NormConfig, Sequential, TchEngineError, TensorBatch, TensorDataset, conv2d,
     group_norm, linear, models,
 };
-use dp_sampler::NoiseMode;
 use dp_trainer::{
     DpSgdConfig, DpTrainer, LearningRateSchedule, NonPrivateConfig, Optimizer, TrainerParts,
     TrainerRngs, train_non_private,
@@ -27,15 +26,14 @@ use serde::Deserialize;
 use crate::EngineChoice;
 use crate::progress::RunProgress;
 use crate::report::RunRecord;
-use crate::training::{ACCOUNTANT, Privacy};
+use crate::training::{self, ACCOUNTANT, Privacy};
 
 /// MNIST pixel mean of the full training set; inputs are standardized with it as in the
 /// Opacus example.
 const MNIST_MEAN: f64 = 0.1307;
 /// MNIST pixel standard deviation of the full training set.
 const MNIST_STD: f64 = 0.3081;
-/// Largest physical batch of a private step (a larger Poisson batch is processed in chunks).
-const MAX_PHYSICAL_BATCH_SIZE: usize = 512;
+
 /// Examples per forward pass when measuring accuracy.
 const EVALUATION_CHUNK: i64 = 1000;
 
@@ -295,18 +293,13 @@ pub fn private_config(
     target_epsilon: f64,
     delta: f64,
 ) -> Result<DpSgdConfig> {
-    let sampling_probability = spec.batch_size / examples as f64;
-    let steps = (spec.epochs / sampling_probability).ceil() as u64;
-    Ok(DpSgdConfig::calibrated(
-        ACCOUNTANT,
+    training::calibrated_config(
+        spec.batch_size,
+        spec.epochs,
+        examples,
         target_epsilon,
-        sampling_probability,
-        steps,
         delta,
     )
-    .with_context(|| format!("cannot calibrate σ for ε = {target_epsilon}"))?
-    .with_max_physical_batch_size(MAX_PHYSICAL_BATCH_SIZE)?
-    .with_noise_mode(NoiseMode::Secure))
 }
 
 /// A trained CNN and how it was obtained.

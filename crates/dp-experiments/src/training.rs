@@ -186,8 +186,32 @@ pub fn private_config(
     target_epsilon: f64,
     delta: f64,
 ) -> Result<DpSgdConfig> {
-    let sampling_probability = spec.batch_size / examples as f64;
-    let steps = (spec.epochs / sampling_probability).ceil() as u64;
+    calibrated_config(
+        spec.batch_size,
+        spec.epochs,
+        examples,
+        target_epsilon,
+        delta,
+    )
+}
+
+/// The rule every private run of the experiments follows, MLP or CNN: sampling probability
+/// `batch_size / examples`, `ceil(epochs / sampling_probability)` steps, σ calibrated with
+/// [`ACCOUNTANT`] so that ε(`delta`) after all steps is at most `target_epsilon`, physical
+/// chunks of at most 512 examples, secure noise.
+///
+/// # Errors
+///
+/// Invalid batch size, epochs or privacy parameters, or a target no σ reaches.
+pub fn calibrated_config(
+    batch_size: f64,
+    epochs: f64,
+    examples: usize,
+    target_epsilon: f64,
+    delta: f64,
+) -> Result<DpSgdConfig> {
+    let sampling_probability = batch_size / examples as f64;
+    let steps = (epochs / sampling_probability).ceil() as u64;
     Ok(DpSgdConfig::calibrated(
         ACCOUNTANT,
         target_epsilon,
