@@ -64,6 +64,7 @@ pub use gdp::GdpAccountant;
 pub use ledger::{Ledger, LedgerEntry};
 pub use pld::{DEFAULT_VALUE_DISCRETIZATION_INTERVAL, PldAccountant};
 pub use rdp::{RdpAccountant, RdpConversion, default_orders};
+pub use special::normal_mills_ratio;
 
 // The Rust examples of the repository's README are compiled and run as doc tests.
 #[cfg(doctest)]

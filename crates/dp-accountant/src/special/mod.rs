@@ -17,6 +17,22 @@ pub(crate) fn ln_normal_pdf(t: f64) -> f64 {
     -0.5 * t * t - LN_SQRT_2PI
 }
 
+/// The Mills ratio R(t) = P(Z > t)/φ(t) of the standard normal distribution, to full double
+/// precision for `t >= 0` (stored Taylor expansions below 5, a continued fraction above);
+/// NaN for a negative or NaN `t`. Public for samplers that need normal tail masses exactly,
+/// such as dp-sampler's discrete Gaussian.
+///
+/// # Examples
+///
+/// ```
+/// // R(0) = P(Z > 0)/φ(0) = √(π/2).
+/// let ratio = dp_accountant::normal_mills_ratio(0.0);
+/// assert!((ratio - (std::f64::consts::PI / 2.0).sqrt()).abs() < 1e-15);
+/// ```
+pub fn normal_mills_ratio(t: f64) -> f64 {
+    if t >= 0.0 { mills_ratio(t) } else { f64::NAN }
+}
+
 /// Φ̄(t) = P(Z > t), Z standard normal.
 pub(crate) fn normal_sf(t: f64) -> f64 {
     if t >= 0.0 {

@@ -250,9 +250,8 @@ impl Grid {
 
     fn add_noise<T: NoiseElement>(&self, chunk: &mut [T], stream: &mut ChaCha20Rng) -> usize {
         let mut out_of_range = 0;
-        for value in chunk {
+        for (value, noise) in chunk.iter_mut().zip(self.noise.samples(stream)) {
             let scaled = value.to_f64() * self.inverse_step;
-            let noise = self.noise.sample(stream);
             // The integer `round(x/g) + Z` is exact on both paths; converting it back to a
             // float is post-processing. Either rounding (ties to even, or away from zero)
             // moves a coordinate by at most half a step.
