@@ -146,10 +146,31 @@ fn ci(root: &Path) -> Result<()> {
 /// Runs dp-experiments (release build) with `args`. Its CNN runs train on a libtorch engine
 /// (`--engine`, default `bookkeeping`), so unless `--engine ndarray` is given this provisions
 /// libtorch and builds with the `torch` feature.
+/// Experiments of dp-experiments that never train on libtorch, whatever `--engine` says.
+const EXPERIMENTS_WITHOUT_LIBTORCH: &[&str] = &["accounting", "mia", "audit", "label-dp"];
+
+/// dp-experiments' options that take a value (as `--option VALUE` or `--option=VALUE`).
+const EXPERIMENT_OPTIONS_WITH_VALUE: &[&str] = &[
+    "--profile",
+    "--engine",
+    "--data-dir",
+    "--out-dir",
+    "--config-dir",
+    "--seed",
+];
+
 fn experiments(root: &Path, args: &[String]) -> Result<()> {
     let mut cargo_args = vec!["run", "--release", "--package", "dp-experiments"];
+    let names = experiment_names(args);
     let libtorch = if engine_argument(args) == Some("ndarray") {
         step("--engine ndarray: no libtorch, the CNN runs are skipped");
+        None
+    } else if !names.is_empty()
+        && names
+            .iter()
+            .all(|name| EXPERIMENTS_WITHOUT_LIBTORCH.contains(name))
+    {
+        step(&format!("{}: no libtorch needed", names.join(", ")));
         None
     } else {
         cargo_args.extend(["--features", "torch"]);
@@ -158,6 +179,20 @@ fn experiments(root: &Path, args: &[String]) -> Result<()> {
     cargo_args.push("--");
     cargo_args.extend(args.iter().map(String::as_str));
     cargo(&cargo_args, libtorch.as_deref())
+}
+
+/// The experiment names among dp-experiments' arguments (its positional arguments).
+fn experiment_names(args: &[String]) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if EXPERIMENT_OPTIONS_WITH_VALUE.contains(&arg.as_str()) {
+            iter.next();
+        } else if !arg.starts_with('-') {
+            names.push(arg.as_str());
+        }
+    }
+    names
 }
 
 /// The value of dp-experiments' `--engine` option in `args` (`--engine X` or `--engine=X`).
@@ -233,5 +268,20 @@ mod tests {
         );
         // A trailing `--engine` without a value: dp-experiments reports the error.
         assert_eq!(engine_argument(&strings(&["--engine"])), None);
+    }
+
+    #[test]
+    fn experiment_names_skip_option_values() {
+        let args = strings(&[
+            "accounting",
+            "--profile",
+            "smoke",
+            "--seed=3",
+            "--data-dir",
+            "mia",
+            "audit",
+        ]);
+        assert_eq!(experiment_names(&args), ["accounting", "audit"]);
+        assert!(experiment_names(&strings(&["--profile", "smoke"])).is_empty());
     }
 }
