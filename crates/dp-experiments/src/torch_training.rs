@@ -1,6 +1,8 @@
-//! CNN training runs on the libtorch engines of dp-engine-tch (feature `torch`): the Opacus
-//! MNIST CNN, with or without GroupNorm, trained privately (DP-SGD through dp-trainer, Poisson
-//! sampling, σ calibrated with the same accountant as the MLP runs, secure noise) or not.
+//! Training runs on the libtorch engines of dp-engine-tch (feature `torch`): any
+//! [`Sequential`] model on tensors, trained privately (DP-SGD through dp-trainer, Poisson
+//! sampling, σ calibrated with the same accountant as the MLP runs, secure noise) or not
+//! ([`train_model`]); and the CNN runs of `mnist` and `tips` on top of it (the Opacus MNIST CNN,
+//! with or without GroupNorm).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -33,6 +35,9 @@ use crate::training::{self, ACCOUNTANT, Privacy};
 const MNIST_MEAN: f64 = 0.1307;
 /// MNIST pixel standard deviation of the full training set.
 const MNIST_STD: f64 = 0.3081;
+
+/// Outputs of the CNN (the MNIST digits).
+const CNN_CLASSES: i64 = 10;
 
 /// Examples per forward pass when measuring accuracy.
 const EVALUATION_CHUNK: i64 = 1000;
@@ -84,8 +89,7 @@ impl Normalization {
 /// Image classification data as tensors: the training set the trainer samples from, and both
 /// sets for measuring accuracy.
 pub struct ImageData {
-    train_inputs: Tensor,
-    train_labels: Tensor,
+    train: TrainingTensors,
     test_inputs: Tensor,
     test_labels: Tensor,
     num_classes: i64,
@@ -103,31 +107,16 @@ impl ImageData {
         let (train_inputs, train_labels) = image_tensors(&data.train, device)?;
         let (test_inputs, test_labels) = image_tensors(&data.test, device)?;
         Ok(Self {
-            train_inputs,
-            train_labels,
+            train: TrainingTensors {
+                inputs: train_inputs,
+                targets: train_labels,
+                device,
+            },
             test_inputs,
             test_labels,
             num_classes: i64::try_from(data.train.num_classes())?,
             device,
         })
-    }
-
-    /// The training set as the trainer samples it (sharing the tensors).
-    ///
-    /// # Errors
-    ///
-    /// libtorch errors.
-    fn train_set(&self) -> Result<TensorDataset> {
-        Ok(TensorDataset::new(
-            self.train_inputs.shallow_clone(),
-            self.train_labels.shallow_clone(),
-            self.device,
-        )?)
-    }
-
-    /// Number of training examples.
-    pub fn num_train(&self) -> usize {
-        self.train_labels.size().first().map_or(0, |&n| n as usize)
     }
 
     /// Accuracy of `model` on the training set.
@@ -136,7 +125,7 @@ impl ImageData {
     ///
     /// libtorch errors.
     pub fn train_accuracy(&self, model: &DpModel) -> Result<f64> {
-        accuracy(model, &self.train_inputs, &self.train_labels)
+        accuracy(model, &self.train.inputs, &self.train.targets)
     }
 
     /// Accuracy of `model` on the test set.
@@ -279,31 +268,62 @@ pub fn batch_norm_refusal() -> Result<String> {
     }
 }
 
-/// The DP-SGD configuration of a CNN run on `examples` examples: sampling probability
-/// `batch_size / examples`, `ceil(epochs / sampling_probability)` steps, secure noise, σ
-/// calibrated with [`ACCOUNTANT`] so that ε(`delta`) after all steps is at most
-/// `target_epsilon` (the same rule as the MLP runs of `training::private_config`).
-///
-/// # Errors
-///
-/// Invalid batch size, epochs or privacy parameters, or a target no σ reaches.
-pub fn private_config(
-    spec: &CnnSpec,
-    examples: usize,
-    target_epsilon: f64,
-    delta: f64,
-) -> Result<DpSgdConfig> {
-    training::calibrated_config(
-        spec.batch_size,
-        spec.epochs,
-        examples,
-        target_epsilon,
-        delta,
-    )
+/// A training set held as two tensors (example i is row i of both), shared rather than copied
+/// with every run that trains on it.
+pub struct TrainingTensors {
+    /// Inputs `[n, ...]`.
+    pub inputs: Tensor,
+    /// Targets `[n, ...]`.
+    pub targets: Tensor,
+    /// Where the batches go.
+    pub device: Device,
 }
 
-/// A trained CNN and how it was obtained.
-pub struct TrainedCnn {
+impl TrainingTensors {
+    /// Number of examples (rows).
+    pub fn num_examples(&self) -> usize {
+        self.targets.size().first().map_or(0, |&n| n as usize)
+    }
+
+    /// The data set as the trainer samples it (sharing the tensors).
+    ///
+    /// # Errors
+    ///
+    /// Inputs and targets with different numbers of rows.
+    fn dataset(&self) -> Result<TensorDataset> {
+        Ok(TensorDataset::new(
+            self.inputs.shallow_clone(),
+            self.targets.shallow_clone(),
+            self.device,
+        )?)
+    }
+}
+
+/// How a libtorch model is trained, whatever its architecture and data: batch size, passes,
+/// optimizer, clipping bound, privacy, engine and seed.
+pub struct TorchTraining<'a> {
+    /// Expected (private, Poisson) or exact (non-private) batch size.
+    pub batch_size: f64,
+    /// Passes over the data (expected passes for Poisson sampling).
+    pub epochs: f64,
+    /// Constant learning rate.
+    pub learning_rate: f64,
+    /// The update rule (fresh: no steps taken).
+    pub optimizer: Optimizer,
+    /// Clipping bound C of flat clipping (private runs only).
+    pub max_grad_norm: f64,
+    /// Private or not.
+    pub privacy: Privacy,
+    /// A libtorch engine (`ndarray` is refused).
+    pub engine: EngineChoice,
+    /// Seed of the initialization, the sampling and the noise.
+    pub seed: u64,
+    /// Label of the progress line.
+    pub label: &'a str,
+}
+
+/// A trained libtorch model and how it was obtained.
+pub struct TrainedTorchModel {
     /// The model.
     pub model: DpModel,
     /// ε spent at the run's δ (`None` when not private).
@@ -314,6 +334,172 @@ pub struct TrainedCnn {
     pub steps: u64,
     /// Wall-clock seconds of training (evaluation excluded).
     pub seconds: f64,
+}
+
+/// Builds the model `build` returns (parameters initialized from `training.seed`, cross-entropy
+/// loss) and trains it on `train` with `training.engine`.
+///
+/// # Privacy
+///
+/// Private runs are DP-SGD with Poisson sampling of every row of `train` (the privacy unit is
+/// one row) and flat clipping; σ is calibrated with [`ACCOUNTANT`] by
+/// [`training::calibrated_config`], ε is composed step by step and the trainer refuses a step
+/// beyond the calibrated target.
+///
+/// # Errors
+///
+/// `ndarray` as engine; invalid hyper-parameters; engine and libtorch errors.
+pub fn train_model<F>(
+    training: &TorchTraining<'_>,
+    train: &TrainingTensors,
+    build: F,
+) -> Result<TrainedTorchModel>
+where
+    F: FnOnce(&nn::Path<'_>) -> Result<Sequential>,
+{
+    match training.engine {
+        EngineChoice::Ndarray => {
+            bail!("the libtorch runs need a libtorch engine, not `ndarray`")
+        }
+        EngineChoice::Microbatch => training.train_with(Microbatch::new(), train, build),
+        EngineChoice::Materialized => training.train_with(Materialized::new(), train, build),
+        EngineChoice::Ghost => training.train_with(Ghost::new(), train, build),
+        EngineChoice::Bookkeeping => training.train_with(BookKeeping::new(), train, build),
+    }
+}
+
+impl TorchTraining<'_> {
+    fn train_with<E, F>(
+        &self,
+        engine: E,
+        train: &TrainingTensors,
+        build: F,
+    ) -> Result<TrainedTorchModel>
+    where
+        E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
+        F: FnOnce(&nn::Path<'_>) -> Result<Sequential>,
+    {
+        let started = Instant::now();
+        // libtorch initializes the parameters from its global generator.
+        tch::manual_seed(i64::from_le_bytes(self.seed.to_le_bytes()));
+        let store = nn::VarStore::new(train.device);
+        let module = build(&store.root())?;
+        let model = DpModel::new(&store, module, Loss::CrossEntropy)?;
+        let schedule = LearningRateSchedule::constant(self.learning_rate)?;
+        let mut trained = match self.privacy {
+            Privacy::NonPrivate => self.non_private(engine, model, train, &schedule)?,
+            Privacy::Private {
+                target_epsilon,
+                delta,
+            } => {
+                let config = training::calibrated_config(
+                    self.batch_size,
+                    self.epochs,
+                    train.num_examples(),
+                    target_epsilon,
+                    delta,
+                )?;
+                self.private(engine, model, train, schedule, &config)?
+            }
+        };
+        trained.seconds = started.elapsed().as_secs_f64();
+        Ok(trained)
+    }
+
+    fn non_private<E>(
+        &self,
+        mut engine: E,
+        mut model: DpModel,
+        train: &TrainingTensors,
+        schedule: &LearningRateSchedule,
+    ) -> Result<TrainedTorchModel>
+    where
+        E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
+    {
+        let epochs = self.epochs.ceil().max(1.0) as u64;
+        let batch_size = self.batch_size.round().max(1.0) as usize;
+        let progress = RunProgress::new(self.label, epochs);
+        let mut rng = ChaCha20Rng::seed_from_u64(self.seed);
+        let mut optimizer = self.optimizer.clone();
+        let dataset = train.dataset()?;
+        // One epoch per call, for the progress line; the schedule is constant, so restarting
+        // its step count changes nothing.
+        for epoch in 1..=epochs {
+            let loss = train_non_private(
+                &mut engine,
+                &mut model,
+                &dataset,
+                NonPrivateConfig {
+                    batch_size,
+                    epochs: 1,
+                },
+                &mut optimizer,
+                schedule,
+                &mut rng,
+            )?;
+            progress.update(epoch, &format!("loss {loss:.3}"));
+        }
+        let steps = epochs * train.num_examples().div_ceil(batch_size) as u64;
+        progress.finish(&format!("{steps} steps"));
+        Ok(TrainedTorchModel {
+            model,
+            epsilon: None,
+            noise_multiplier: None,
+            steps,
+            seconds: 0.0,
+        })
+    }
+
+    fn private<E>(
+        &self,
+        engine: E,
+        model: DpModel,
+        train: &TrainingTensors,
+        schedule: LearningRateSchedule,
+        config: &DpSgdConfig,
+    ) -> Result<TrainedTorchModel>
+    where
+        E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
+    {
+        let steps = config.steps();
+        let progress = RunProgress::new(self.label, steps);
+        let parts = TrainerParts {
+            engine,
+            model,
+            data: train.dataset()?,
+            clip: FlatClip::new(self.max_grad_norm)?,
+            accountant: RdpAccountant::new(NeighbouringRelation::AddOrRemoveOne),
+            optimizer: self.optimizer.clone(),
+            schedule,
+        };
+        let mut trainer = DpTrainer::new(parts, config, TrainerRngs::seeded(self.seed))?;
+        let every = (steps / 100).max(1);
+        while trainer.step_count() < steps {
+            let report = trainer.step_once()?;
+            if report.step % every == 0 {
+                progress.update(
+                    report.step,
+                    &format!(
+                        "loss {:.3} ε {:.2}",
+                        report.mean_loss,
+                        report.epsilon.unwrap_or(0.0)
+                    ),
+                );
+            }
+        }
+        let epsilon = trainer.epsilon()?;
+        progress.finish(&format!(
+            "σ = {:.3}, {steps} steps, ε = {epsilon:.3}",
+            config.noise_multiplier()
+        ));
+        Ok(TrainedTorchModel {
+            model: trainer.into_parts().model,
+            epsilon: Some(epsilon),
+            noise_multiplier: Some(config.noise_multiplier()),
+            steps,
+            seconds: 0.0,
+        })
+    }
 }
 
 /// What one CNN run is: data, hyper-parameters, architecture, privacy, engine and seed.
@@ -335,26 +521,37 @@ pub struct CnnRun<'a> {
 }
 
 impl CnnRun<'_> {
-    /// Trains the CNN with the run's engine.
+    /// Trains the CNN with the run's engine through [`train_model`].
     ///
     /// # Privacy
     ///
-    /// Private runs are DP-SGD with Poisson sampling and flat clipping; ε is composed by
-    /// [`ACCOUNTANT`] step by step and the trainer refuses a step beyond the calibrated target.
+    /// As [`train_model`]: the privacy unit is one image.
     ///
     /// # Errors
     ///
-    /// `ndarray` as engine; invalid hyper-parameters; engine and libtorch errors.
-    pub fn train(&self) -> Result<TrainedCnn> {
-        match self.engine {
-            EngineChoice::Ndarray => {
-                bail!("the CNN runs need a libtorch engine, not `ndarray`")
-            }
-            EngineChoice::Microbatch => self.train_with(Microbatch::new()),
-            EngineChoice::Materialized => self.train_with(Materialized::new()),
-            EngineChoice::Ghost => self.train_with(Ghost::new()),
-            EngineChoice::Bookkeeping => self.train_with(BookKeeping::new()),
+    /// `ndarray` as engine; data without 10 classes; invalid hyper-parameters; engine and
+    /// libtorch errors.
+    pub fn train(&self) -> Result<TrainedTorchModel> {
+        if self.data.num_classes != CNN_CLASSES {
+            bail!(
+                "the CNN has {CNN_CLASSES} outputs but the data has {} classes",
+                self.data.num_classes
+            );
         }
+        let training = TorchTraining {
+            batch_size: self.spec.batch_size,
+            epochs: self.spec.epochs,
+            learning_rate: self.learning_rate(),
+            optimizer: Optimizer::sgd(self.spec.momentum)?,
+            max_grad_norm: self.spec.max_grad_norm,
+            privacy: self.privacy,
+            engine: self.engine,
+            seed: self.seed,
+            label: self.label,
+        };
+        train_model(&training, &self.data.train, |path| {
+            cnn(path, self.normalization)
+        })
     }
 
     /// The learning rate of this run (private or not).
@@ -370,7 +567,7 @@ impl CnnRun<'_> {
 
     /// The engine as results record it, e.g. `tch-bookkeeping`.
     pub fn engine_name(&self) -> String {
-        format!("tch-{}", self.engine.name())
+        engine_name(self.engine)
     }
 
     /// The result of this run after `trained`, with its `metrics`.
@@ -378,7 +575,7 @@ impl CnnRun<'_> {
         &self,
         experiment: &str,
         delta: f64,
-        trained: &TrainedCnn,
+        trained: &TrainedTorchModel,
         metrics: BTreeMap<String, f64>,
     ) -> RunRecord {
         RunRecord {
@@ -421,155 +618,30 @@ impl CnnRun<'_> {
                 format!("standardized with mean {MNIST_MEAN}, std {MNIST_STD}"),
             ),
         ]);
-        match self.privacy {
-            Privacy::NonPrivate => {
-                details.insert(
-                    "sampler".to_owned(),
-                    "shuffled mini-batches (not private)".to_owned(),
-                );
-            }
-            Privacy::Private { target_epsilon, .. } => {
-                details.insert("sampler".to_owned(), "poisson".to_owned());
-                details.insert("noise_mode".to_owned(), "secure".to_owned());
-                details.insert(
-                    "clipping".to_owned(),
-                    format!("Flat C = {}", spec.max_grad_norm),
-                );
-                details.insert("target_epsilon".to_owned(), target_epsilon.to_string());
-            }
-        }
+        details.extend(privacy_details(self.privacy, spec.max_grad_norm));
         details
     }
+}
 
-    fn train_with<E>(&self, engine: E) -> Result<TrainedCnn>
-    where
-        E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
-    {
-        let started = Instant::now();
-        // libtorch initializes the parameters from its global generator.
-        tch::manual_seed(i64::from_le_bytes(self.seed.to_le_bytes()));
-        let store = nn::VarStore::new(self.data.device);
-        let module = cnn(&store.root(), self.normalization)?;
-        let model = DpModel::new(&store, module, Loss::CrossEntropy)?;
-        if model
-            .parameters()
-            .last()
-            .is_some_and(|p| p.tensor.size().first() != Some(&self.data.num_classes))
-        {
-            bail!(
-                "the CNN has 10 outputs but the data has {} classes",
-                self.data.num_classes
-            );
-        }
-        let optimizer = Optimizer::sgd(self.spec.momentum)?;
-        let schedule = LearningRateSchedule::constant(self.learning_rate())?;
-        let mut trained = match self.privacy {
-            Privacy::NonPrivate => self.non_private(engine, model, optimizer, &schedule)?,
-            Privacy::Private {
-                target_epsilon,
-                delta,
-            } => {
-                let config =
-                    private_config(self.spec, self.data.num_train(), target_epsilon, delta)?;
-                self.private(engine, model, optimizer, schedule, &config)?
-            }
-        };
-        trained.seconds = started.elapsed().as_secs_f64();
-        Ok(trained)
-    }
+/// The engine as results record it, e.g. `tch-bookkeeping`.
+pub fn engine_name(engine: EngineChoice) -> String {
+    format!("tch-{}", engine.name())
+}
 
-    fn non_private<E>(
-        &self,
-        mut engine: E,
-        mut model: DpModel,
-        mut optimizer: Optimizer,
-        schedule: &LearningRateSchedule,
-    ) -> Result<TrainedCnn>
-    where
-        E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
-    {
-        let epochs = self.spec.epochs.ceil().max(1.0) as u64;
-        let batch_size = self.spec.batch_size.round().max(1.0) as usize;
-        let progress = RunProgress::new(self.label, epochs);
-        let mut rng = ChaCha20Rng::seed_from_u64(self.seed);
-        let train = self.data.train_set()?;
-        // One epoch per call, for the progress line; the schedule is constant, so restarting
-        // its step count changes nothing.
-        for epoch in 1..=epochs {
-            let loss = train_non_private(
-                &mut engine,
-                &mut model,
-                &train,
-                NonPrivateConfig {
-                    batch_size,
-                    epochs: 1,
-                },
-                &mut optimizer,
-                schedule,
-                &mut rng,
-            )?;
-            progress.update(epoch, &format!("loss {loss:.3}"));
-        }
-        let steps = epochs * self.data.num_train().div_ceil(batch_size) as u64;
-        progress.finish(&format!("{steps} steps"));
-        Ok(TrainedCnn {
-            model,
-            epsilon: None,
-            noise_multiplier: None,
-            steps,
-            seconds: 0.0,
-        })
-    }
-
-    fn private<E>(
-        &self,
-        engine: E,
-        model: DpModel,
-        optimizer: Optimizer,
-        schedule: LearningRateSchedule,
-        config: &DpSgdConfig,
-    ) -> Result<TrainedCnn>
-    where
-        E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
-    {
-        let steps = config.steps();
-        let progress = RunProgress::new(self.label, steps);
-        let parts = TrainerParts {
-            engine,
-            model,
-            data: self.data.train_set()?,
-            clip: FlatClip::new(self.spec.max_grad_norm)?,
-            accountant: RdpAccountant::new(NeighbouringRelation::AddOrRemoveOne),
-            optimizer,
-            schedule,
-        };
-        let mut trainer = DpTrainer::new(parts, config, TrainerRngs::seeded(self.seed))?;
-        let every = (steps / 100).max(1);
-        while trainer.step_count() < steps {
-            let report = trainer.step_once()?;
-            if report.step % every == 0 {
-                progress.update(
-                    report.step,
-                    &format!(
-                        "loss {:.3} ε {:.2}",
-                        report.mean_loss,
-                        report.epsilon.unwrap_or(0.0)
-                    ),
-                );
-            }
-        }
-        let epsilon = trainer.epsilon()?;
-        progress.finish(&format!(
-            "σ = {:.3}, {steps} steps, ε = {epsilon:.3}",
-            config.noise_multiplier()
-        ));
-        Ok(TrainedCnn {
-            model: trainer.into_parts().model,
-            epsilon: Some(epsilon),
-            noise_multiplier: Some(config.noise_multiplier()),
-            steps,
-            seconds: 0.0,
-        })
+/// The `details` entries that describe how a libtorch run of [`train_model`] was private:
+/// sampler, noise mode, clipping and target ε.
+pub fn privacy_details(privacy: Privacy, max_grad_norm: f64) -> BTreeMap<String, String> {
+    match privacy {
+        Privacy::NonPrivate => BTreeMap::from([(
+            "sampler".to_owned(),
+            "shuffled mini-batches (not private)".to_owned(),
+        )]),
+        Privacy::Private { target_epsilon, .. } => BTreeMap::from([
+            ("sampler".to_owned(), "poisson".to_owned()),
+            ("noise_mode".to_owned(), "secure".to_owned()),
+            ("clipping".to_owned(), format!("Flat C = {max_grad_norm}")),
+            ("target_epsilon".to_owned(), target_epsilon.to_string()),
+        ]),
     }
 }
 

@@ -1,9 +1,18 @@
 //! Secret Sharer canaries in a character language model trained on Shakespeare (Carlini et al.
 //! 2019): exposure and extraction of canaries inserted 1, 10 and 100 times, against ε.
 //!
-//! One training text holds every canary, so one training run per ε measures all repetition
-//! counts; never-inserted secrets of the same format give the baseline exposure.
+//! One training set holds every canary, so one training run per ε measures all repetition
+//! counts; never-inserted secrets of the same format give the baseline exposure. The model is a
+//! character LSTM on a libtorch engine (feature `torch`), whose privacy unit is one fixed-length
+//! sequence holding at most one canary insertion; with `--engine ndarray` it is a fixed-context
+//! character MLP on the pure-Rust engine, whose privacy unit is one (context window, next
+//! character) pair.
 
+// Without the `torch` feature nothing trains the LSTM, but its configuration is still parsed
+// and its sequences still tested.
+#[cfg_attr(not(feature = "torch"), allow(dead_code))]
+mod char_lstm;
+mod char_mlp;
 mod char_model;
 
 use std::collections::BTreeMap;
@@ -20,12 +29,18 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::Deserialize;
 
-use self::char_model::{ALPHABET, CharEncoder, SecretTreeScorer, mean_loss};
+use self::char_lstm::LstmSpec;
+use self::char_mlp::{MlpSpec, MlpTrainer};
+use self::char_model::{
+    ALPHABET, CanaryCorpus, CharEncoder, CharModelTrainer, ModelDescription, SecretTreeScorer,
+    TrainedCharModel,
+};
 use super::{ExperimentContext, parameters, run_seed};
+use crate::EngineChoice;
 use crate::plot::{LineChart, Series};
 use crate::progress::RunProgress;
 use crate::report::{ExperimentOutput, RunRecord, markdown_table};
-use crate::training::{self, ACCOUNTANT, Privacy, TrainingSpec};
+use crate::training::{ACCOUNTANT, Privacy};
 
 /// Environment variable naming a UTF-8 text file to train on instead of Shakespeare.
 pub const TEXT_ENV: &str = "DP_EXPERIMENTS_TEXT";
@@ -41,8 +56,6 @@ struct Parameters {
     train_characters: usize,
     /// Characters of held-out text following the training slice, for the test loss.
     test_characters: usize,
-    /// Characters of context the model reads.
-    context_length: usize,
     /// One canary per entry, inserted that many times.
     repetitions: Vec<usize>,
     /// Secrets of the same format never inserted: the baseline exposure.
@@ -51,8 +64,12 @@ struct Parameters {
     beam_width: usize,
     /// Guesses the extraction attacker may make (1: only its top guess counts).
     candidate_budget: usize,
-    /// Model and optimizer.
-    model: TrainingSpec,
+    /// The character LSTM (libtorch engines); parsed in every build, so that a bad table is an
+    /// error with or without the `torch` feature.
+    #[cfg_attr(not(feature = "torch"), allow(dead_code))]
+    lstm: LstmSpec,
+    /// The fallback character MLP (`--engine ndarray`).
+    mlp: MlpSpec,
 }
 
 /// What the attacks measured on one canary of one model.
@@ -75,7 +92,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         parameters.never_inserted >= 1,
         "`never_inserted` must be at least 1 (the baseline)"
     );
-    let encoder = CharEncoder::new(parameters.context_length)?;
+    let encoder = CharEncoder::new()?;
     let (corpus, source) = load_corpus()?;
     let normalized = encoder.normalize(&corpus);
     let (train_text, test_text) = split_corpus(
@@ -94,14 +111,16 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         },
         &mut ChaCha20Rng::seed_from_u64(data_seed),
     )?;
-    let train = encoder.windows(&encoder.tokens(&canaried.text))?;
-    let test = encoder.windows(&encoder.tokens(test_text))?;
+    let corpus = CanaryCorpus {
+        base: train_text,
+        canaried: &canaried,
+        test: test_text,
+    };
+    let trainer = model_trainer(context.engine, &parameters, &encoder, &corpus)?;
+    let description = trainer.description();
     let space = RandomnessSpace::new(('0'..='9').collect(), format.digits() as usize)?;
     let prefix: Vec<char> = format.prefix().chars().collect();
     let search = ExtractionSearch::beam(parameters.beam_width, parameters.candidate_budget)?;
-    // Windows touched by one insertion: those predicting a character of the line (its text and
-    // line break) and those whose context still reaches back into it.
-    let windows_per_insertion = format.canary_text("000000").len() + 1 + parameters.context_length;
 
     let mut privacies = vec![Privacy::NonPrivate];
     privacies.extend(
@@ -118,19 +137,15 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
     let mut models = Vec::new();
     for (index, privacy) in privacies.into_iter().enumerate() {
         let seed = run_seed(context.seed, &context.name, index as u64 + 1);
-        let label = format!("char-mlp {}", privacy.label());
-        let trained = training::train_mlp(
-            &train,
-            encoder.vocabulary_size(),
-            &parameters.model,
-            privacy,
-            seed,
-            &label,
-        )?;
+        let label = format!("{} {}", description.name, privacy.label());
+        let trained = trainer.train(privacy, seed, &label)?;
         let attack_started = Instant::now();
-        let test_loss = mean_loss(&trained.model, &test)?;
-        let scorer =
-            SecretTreeScorer::new(&trained.model, &encoder, format.prefix(), space.clone())?;
+        let scorer = SecretTreeScorer::new(
+            trained.model.as_ref(),
+            &encoder,
+            format.prefix(),
+            space.clone(),
+        )?;
         let measure = |secret: &str| measure_canary(&scorer, &prefix, secret, &search, seed);
         let inserted = canaried
             .canaries
@@ -146,7 +161,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         let attack_summary = RunProgress::new(&format!("attacks {}", privacy.label()), 1);
         attack_summary.finish(&format!(
             "test loss {:.3} bits/char; exposure {}; never inserted mean {:.2}",
-            test_loss / std::f64::consts::LN_2,
+            trained.test_loss / std::f64::consts::LN_2,
             canaried
                 .canaries
                 .iter()
@@ -162,22 +177,9 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
             mean(baseline.iter().map(|m| m.exposure)),
         ));
 
-        let mut details = super::mnist::training_details(&parameters.model, privacy);
-        details.insert(
-            "model".to_owned(),
-            format!(
-                "character MLP: one-hot of the previous {} characters ({} inputs), hidden {:?} \
-                 tanh, softmax over {} characters",
-                parameters.context_length,
-                encoder.num_features(),
-                parameters.model.hidden,
-                encoder.vocabulary_size()
-            ),
-        );
-        details.insert(
-            "privacy_unit".to_owned(),
-            "one (context window, next character) pair".to_owned(),
-        );
+        let mut details = trainer.details(privacy);
+        details.insert("model".to_owned(), description.architecture.clone());
+        details.insert("privacy_unit".to_owned(), description.privacy_unit.clone());
         details.insert("data_seed".to_owned(), data_seed.to_string());
         details.insert(
             "exposure_method".to_owned(),
@@ -192,8 +194,9 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         );
         details.insert(
             "seconds".to_owned(),
-            "training and attacks of the model, shared by its canaries".to_owned(),
+            "training, test loss and attacks of the model, shared by its canaries".to_owned(),
         );
+        let test_loss = trained.test_loss;
         let test_metrics = [
             ("test_loss".to_owned(), test_loss),
             (
@@ -209,7 +212,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
             delta: parameters.delta,
             noise_multiplier: trained.noise_multiplier,
             accountant: ACCOUNTANT.to_string(),
-            engine: "ndarray-bookkeeping".to_owned(),
+            engine: description.engine.clone(),
             seed,
             steps: trained.steps,
             metrics: metrics.into_iter().chain(test_metrics.clone()).collect(),
@@ -227,8 +230,8 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
                     f64::from(u8::from(measured.extracted)),
                 ),
                 (
-                    "group_size_windows".to_owned(),
-                    (canary.repetitions * windows_per_insertion) as f64,
+                    "group_size_examples".to_owned(),
+                    (canary.repetitions * description.examples_per_insertion) as f64,
                 ),
             ]);
             if let Some(position) = measured.extraction_rank {
@@ -258,9 +261,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
                 ("never_inserted_secrets".to_owned(), baseline.len() as f64),
             ]),
         ));
-        rows.push(table_row(
-            &label, &trained, test_loss, &inserted, &baseline, seconds,
-        ));
+        rows.push(table_row(&label, &trained, &inserted, &baseline, seconds));
         models.push(ModelResult {
             epsilon: trained.epsilon,
             inserted,
@@ -268,15 +269,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         });
     }
 
-    let mut markdown = describe(
-        &parameters,
-        &canaried,
-        &encoder,
-        &source,
-        train.labels().len(),
-        test.labels().len(),
-        windows_per_insertion,
-    );
+    let mut markdown = describe(&parameters, &canaried, description, &source);
     let mut header = vec![
         "run".to_owned(),
         "ε".to_owned(),
@@ -296,12 +289,14 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
     markdown.push_str(&findings(
         &canaried,
         &models,
+        description,
         format.randomness_space_size(),
     ));
     let plots = exposure_chart(
         &canaried,
         &models,
         &parameters,
+        description,
         format.randomness_space_size(),
     )
     .write(&context.out_dir, "exposure_vs_epsilon")?;
@@ -310,6 +305,40 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         markdown,
         plots,
     })
+}
+
+/// The character model of `engine`: the LSTM on a libtorch engine, or the MLP for `ndarray`.
+///
+/// # Errors
+///
+/// A libtorch engine in a binary built without the `torch` feature; data that does not fit
+/// the model.
+fn model_trainer(
+    engine: EngineChoice,
+    parameters: &Parameters,
+    encoder: &CharEncoder,
+    corpus: &CanaryCorpus<'_>,
+) -> Result<Box<dyn CharModelTrainer>> {
+    if engine == EngineChoice::Ndarray {
+        return Ok(Box::new(MlpTrainer::new(&parameters.mlp, encoder, corpus)?));
+    }
+    #[cfg(feature = "torch")]
+    {
+        Ok(Box::new(char_lstm::LstmTrainer::new(
+            &parameters.lstm,
+            encoder,
+            corpus,
+            engine,
+            crate::torch_training::device(),
+        )?))
+    }
+    #[cfg(not(feature = "torch"))]
+    {
+        anyhow::bail!(
+            "--engine {}: the character LSTM needs the `torch` feature",
+            engine.name()
+        )
+    }
 }
 
 /// The attack results of one trained model.
@@ -417,8 +446,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 
 fn table_row(
     label: &str,
-    trained: &training::Trained,
-    test_loss: f64,
+    trained: &TrainedCharModel,
     inserted: &[CanaryMeasure],
     baseline: &[CanaryMeasure],
     seconds: f64,
@@ -432,7 +460,7 @@ fn table_row(
             .noise_multiplier
             .map_or("-".to_owned(), |s| format!("{s:.3}")),
         trained.steps.to_string(),
-        format!("{:.3}", test_loss / std::f64::consts::LN_2),
+        format!("{:.3}", trained.test_loss / std::f64::consts::LN_2),
     ];
     row.extend(inserted.iter().map(|m| {
         format!(
@@ -454,42 +482,48 @@ fn table_row(
 fn describe(
     parameters: &Parameters,
     canaried: &CanariedText,
-    encoder: &CharEncoder,
+    description: &ModelDescription,
     source: &str,
-    train_windows: usize,
-    test_windows: usize,
-    windows_per_insertion: usize,
 ) -> String {
-    let spec = &parameters.model;
-    let optimizer = super::mnist::training_details(spec, Privacy::NonPrivate)
-        .remove("optimizer")
-        .unwrap_or_default();
+    let per_insertion = description.examples_per_insertion;
+    let unit = if per_insertion == 1 {
+        "A canary inserted k times is exactly k training examples. DP-SGD's (ε, δ) guarantee is \
+         per example, so only a canary inserted once (k = 1) gets it; k copies are a group of k \
+         examples, protected only by group privacy: (k ε, k e^((k−1) ε) δ), i.e. about 10 ε \
+         for k = 10 and 100 ε for k = 100, vacuous at every ε here. A canary inserted 100 times \
+         may therefore still be memorized under DP; that is group privacy at work, not a failed \
+         guarantee."
+            .to_owned()
+    } else {
+        format!(
+            "A canary line touches about {per_insertion} training examples, so a canary inserted \
+             k times is protected only as a group of about {per_insertion} k examples: by group \
+             privacy its guarantee is roughly {per_insertion} k ε, vacuous for every k and ε \
+             here. Exposure can therefore grow with k even under DP; what DP-SGD bounds is the \
+             influence of each example. The character LSTM (the default with libtorch) has one \
+             sequence per insertion instead."
+        )
+    };
     format!(
         "Data: {source}, lower-cased onto the {}-character alphabet {:?} (other characters \
          become spaces); the first {} characters (cut to whole lines) for training and the next \
          {} for the test loss. Canaries (Carlini et al. 2019): {}; {} canaries, each with its own \
          secret, inserted {:?} times respectively at random line boundaries of the same \
-         training text, so one training run per ε measures every repetition count; {} further secrets of the same \
-         format, never inserted, give the baseline (k = 0).\n\n\
-         Model: a character MLP reading the one-hot encoding of the previous {} characters ({} \
-         inputs), hidden layers {:?} (tanh), softmax over the alphabet; {} training windows, {} \
-         test windows. Training: {} expected passes, expected batch {}, learning rate {}, \
-         {}; private runs use DP-SGD with Poisson sampling, flat clipping at C = {}, \
-         secure Gaussian noise, σ calibrated with the {} accountant so that ε(δ = {}) meets the \
-         target; the non-private run uses shuffled mini-batches. Engine: ndarray book-keeping. \
-         Seeds: each run's seed is in `results.json`.\n\n\
-         **Unit of privacy: one (context window, next character) pair.** A canary line touches \
-         about {} windows, so a canary inserted k times is protected only as a group of about \
-         {} k windows: by group privacy its guarantee is roughly {} k ε, vacuous for every k and \
-         ε here. Exposure can therefore grow with k even under DP; what DP-SGD bounds is the \
-         influence of each window.\n\n\
+         training text, so one training run per ε measures every repetition count; {} further \
+         secrets of the same format, never inserted, give the baseline (k = 0).\n\n\
+         Model: {}; {} training examples (canaries included), {} test examples. Training: {}; \
+         private runs use DP-SGD with Poisson sampling, flat clipping at C = {}, secure \
+         Gaussian noise, σ calibrated with the {} accountant so that ε(δ = {}) meets the \
+         target; the non-private run uses shuffled mini-batches. Engine: `{}` (`--engine`). \
+         Seeds: each run's seed is in `results.json` (data seed under `details`).\n\n\
+         **Unit of privacy: {}.** {unit}\n\n\
          Exposure = log2 |R| − log2 rank, with the rank computed **exactly** among all 10^6 \
          secrets (the model scores the whole tree of digit prefixes in batches), maximum \
          log2 10^6 ≈ 19.93; the never-inserted secrets have expected exposure 1/ln 2 ≈ 1.44 \
          bits. Extraction: beam search over the digits after the prefix, width {}, counted as \
          success when the secret is among the attacker's first {} guess(es). Cells: exposure \
          (exact rank), **extracted** when the attack recovered the secret.\n\n",
-        encoder.vocabulary_size(),
+        ALPHABET.chars().count(),
         ALPHABET,
         parameters.train_characters,
         parameters.test_characters,
@@ -497,28 +531,27 @@ fn describe(
         canaried.canaries.len(),
         parameters.repetitions,
         parameters.never_inserted,
-        parameters.context_length,
-        encoder.num_features(),
-        spec.hidden,
-        train_windows,
-        test_windows,
-        spec.epochs,
-        spec.batch_size,
-        spec.learning_rate,
-        optimizer,
-        spec.max_grad_norm,
+        description.architecture,
+        description.training_examples,
+        description.test_examples,
+        description.training,
+        description.max_grad_norm,
         ACCOUNTANT,
         parameters.delta,
-        windows_per_insertion,
-        windows_per_insertion,
-        windows_per_insertion,
+        description.engine,
+        description.privacy_unit,
         parameters.beam_width,
         parameters.candidate_budget,
     )
 }
 
 /// The targets of the issue, checked against what was measured.
-fn findings(canaried: &CanariedText, models: &[ModelResult], space_size: u64) -> String {
+fn findings(
+    canaried: &CanariedText,
+    models: &[ModelResult],
+    description: &ModelDescription,
+    space_size: u64,
+) -> String {
     let maximum = (space_size as f64).log2();
     let mut text = String::from("\nTargets (what was measured):\n\n");
     let most = canaried
@@ -549,6 +582,7 @@ fn findings(canaried: &CanariedText, models: &[ModelResult], space_size: u64) ->
         .iter()
         .filter(|model| model.epsilon.is_some_and(|e| e <= 2.0 + 1e-9))
     {
+        let epsilon = model.epsilon.unwrap_or(f64::NAN);
         let baseline_max = model
             .baseline
             .iter()
@@ -560,23 +594,30 @@ fn findings(canaried: &CanariedText, models: &[ModelResult], space_size: u64) ->
             .zip(&model.inserted)
             .map(|(canary, m)| {
                 let near = m.exposure <= baseline_max && !m.extracted;
+                let group = canary.repetitions * description.examples_per_insertion;
+                let protection = if group == 1 {
+                    format!("one example, ε ≤ {epsilon:.0}")
+                } else {
+                    format!(
+                        "a group of {group} examples, group ε ≤ {:.0}",
+                        group as f64 * epsilon
+                    )
+                };
                 format!(
-                    "k = {}: {:.2}{} ({})",
+                    "k = {} ({protection}): {:.2}{} ({})",
                     canary.repetitions,
                     m.exposure,
                     if m.extracted { ", extracted" } else { "" },
-                    if near {
-                        "within the never-inserted range, met"
-                    } else {
-                        "above it, missed"
+                    match (near, group) {
+                        (true, _) => "within the never-inserted range, met",
+                        (false, 1) => "above it, missed",
+                        (false, _) => "above it, missed: a group-privacy effect",
                     }
                 )
             })
             .collect();
         text.push_str(&format!(
-            "- ε = {:.2}: never-inserted exposures up to {:.2}; {}.\n",
-            model.epsilon.unwrap_or(f64::NAN),
-            baseline_max,
+            "- ε = {epsilon:.2}: never-inserted exposures up to {baseline_max:.2}; {}.\n",
             cells.join("; ")
         ));
     }
@@ -590,6 +631,7 @@ fn exposure_chart(
     canaried: &CanariedText,
     models: &[ModelResult],
     parameters: &Parameters,
+    description: &ModelDescription,
     space_size: u64,
 ) -> LineChart {
     let private: Vec<&ModelResult> = models.iter().filter(|m| m.epsilon.is_some()).collect();
@@ -631,7 +673,10 @@ fn exposure_chart(
             .collect(),
     });
     LineChart {
-        title: "Secret Sharer exposure vs ε (character MLP, Shakespeare)".to_owned(),
+        title: format!(
+            "Secret Sharer exposure vs ε ({}, Shakespeare)",
+            description.name
+        ),
         x_label: format!("ε at δ = {}", parameters.delta),
         y_label: format!(
             "exposure (bits; maximum log2 {space_size} = {:.2})",
@@ -655,5 +700,107 @@ mod tests {
         assert_eq!(test, "cd\nef\n");
         assert!(split_corpus(text, 10, 10).is_err());
         assert!(split_corpus("abcdef\n", 2, 2).is_err());
+    }
+
+    fn profile(name: &str) -> Parameters {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments/canary.toml");
+        let profile = match name {
+            "smoke" => crate::Profile::Smoke,
+            "default" => crate::Profile::Default,
+            _ => crate::Profile::Full,
+        };
+        let config = super::super::load_config(std::path::Path::new(path), profile).unwrap();
+        parameters(config.parameters).unwrap()
+    }
+
+    #[test]
+    fn every_profile_fits_a_canary_line_into_one_sequence() {
+        let format = SecretFormat::secret_sharer();
+        let line = format.prefix().len() + format.digits() as usize;
+        for name in ["smoke", "default", "full"] {
+            let parameters = profile(name);
+            assert!(parameters.lstm.sequence_length > line + 1, "{name}");
+            assert!(!parameters.repetitions.is_empty(), "{name}");
+        }
+        assert_eq!(profile("default").repetitions, vec![1, 10, 100]);
+        assert_eq!(profile("default").epsilons, vec![8.0, 4.0, 2.0, 1.0]);
+    }
+
+    fn measure(exposure: f64, extracted: bool) -> CanaryMeasure {
+        CanaryMeasure {
+            exposure,
+            rank: 1.0,
+            log_perplexity: 0.0,
+            extracted,
+            extraction_rank: None,
+        }
+    }
+
+    fn description(examples_per_insertion: usize) -> ModelDescription {
+        ModelDescription {
+            name: "test",
+            engine: "none".to_owned(),
+            architecture: String::new(),
+            privacy_unit: String::new(),
+            examples_per_insertion,
+            training_examples: 0,
+            test_examples: 0,
+            training: String::new(),
+            max_grad_norm: 1.0,
+        }
+    }
+
+    #[test]
+    fn findings_judge_the_targets_and_name_group_privacy() {
+        let canaried = insert_text_canaries(
+            "a\nb\n",
+            &TextCanaryConfig {
+                format: SecretFormat::secret_sharer(),
+                repetitions: vec![1, 100],
+                num_reference_candidates: 2,
+            },
+            &mut ChaCha20Rng::seed_from_u64(1),
+        )
+        .unwrap();
+        let models = [
+            ModelResult {
+                epsilon: None,
+                inserted: vec![measure(10.0, false), measure(19.93, true)],
+                baseline: vec![measure(1.0, false), measure(3.0, false)],
+            },
+            ModelResult {
+                epsilon: Some(2.0),
+                inserted: vec![measure(2.0, false), measure(19.93, true)],
+                baseline: vec![measure(1.0, false), measure(3.0, false)],
+            },
+            ModelResult {
+                epsilon: Some(8.0),
+                inserted: vec![measure(9.0, false), measure(19.93, true)],
+                baseline: vec![measure(1.0, false)],
+            },
+        ];
+        let text = findings(&canaried, &models, &description(1), 1_000_000);
+        assert!(
+            text.contains(
+                "inserted 100 times: exposure 19.93 of at most 19.93, extracted → target met"
+            ),
+            "{text}"
+        );
+        // ε = 2: k = 1 is within the never-inserted range; k = 100 is a group of 100.
+        assert!(
+            text.contains(
+                "k = 1 (one example, ε ≤ 2): 2.00 (within the never-inserted range, met)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("k = 100 (a group of 100 examples, group ε ≤ 200): 19.93, extracted (above it, missed: a group-privacy effect)"), "{text}");
+        // Only ε ≤ 2 is judged against the baseline.
+        assert!(!text.contains("ε = 8.00"), "{text}");
+        // With the window unit of the MLP, one insertion is a group of many examples.
+        let windows = findings(&canaried, &models, &description(37), 1_000_000);
+        assert!(
+            windows.contains("k = 1 (a group of 37 examples, group ε ≤ 74)"),
+            "{windows}"
+        );
     }
 }

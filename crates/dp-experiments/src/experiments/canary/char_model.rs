@@ -1,50 +1,44 @@
-//! A fixed-context character language model: an MLP that reads the one-hot encoding of the
-//! previous `context_length` characters and predicts the next one, and the scorer through which
-//! the exposure and extraction attacks query it.
-//!
-//! The privacy unit of DP-SGD on this model is one (context window, next character) pair, so a
-//! canary line of `len` characters inserted `k` times touches about `k * len` training examples.
+//! What every character language model of the experiment shares: the alphabet, the
+//! [`NextCharModel`] interface through which the attacks query a model, and the scorer that
+//! scores the whole tree of partial secrets in advance.
 
-use anyhow::{Context, Result, ensure};
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
 use dp_attacks::{NextTokenScorer, RandomnessSpace};
+use dp_data::canary::CanariedText;
 use dp_data::text::CharVocabulary;
-use dp_engine_ndarray::{ArrayDataset, Mlp};
-use ndarray::{Array2, ArrayView1, Axis};
+use ndarray::{Array2, Axis};
 
-/// The characters the model knows: line break, space, common punctuation, digits and lower-case
-/// letters. Text is lower-cased and any other character becomes [`REPLACEMENT`], which keeps the
-/// one-hot input at `context_length * 46` columns.
+use crate::training::Privacy;
+
+/// The characters the models know: line break, space, common punctuation, digits and lower-case
+/// letters. Text is lower-cased and any other character becomes [`REPLACEMENT`].
 pub const ALPHABET: &str = "\n !',-.:;?0123456789abcdefghijklmnopqrstuvwxyz";
 /// What a character outside [`ALPHABET`] becomes.
 pub const REPLACEMENT: char = ' ';
-/// Rows per forward pass when many contexts are scored at once (memory: rows x inputs f32).
-const SCORING_CHUNK_ROWS: usize = 4096;
 
-/// Maps text onto [`ALPHABET`] and turns character windows into one-hot features.
+/// Maps text onto [`ALPHABET`] and characters onto tokens (their index in the alphabet).
 #[derive(Clone, Debug)]
 pub struct CharEncoder {
     vocabulary: CharVocabulary,
-    context_length: usize,
 }
 
 impl CharEncoder {
-    /// An encoder whose windows hold `context_length` characters.
-    pub fn new(context_length: usize) -> Result<Self> {
-        ensure!(context_length >= 1, "context_length must be at least 1");
+    /// The encoder of [`ALPHABET`].
+    ///
+    /// # Errors
+    ///
+    /// None in practice (the alphabet is a valid vocabulary); the vocabulary's own errors.
+    pub fn new() -> Result<Self> {
         Ok(Self {
             vocabulary: CharVocabulary::from_text(ALPHABET)?,
-            context_length,
         })
     }
 
-    /// Number of characters in the vocabulary (the model's classes).
+    /// Number of characters in the vocabulary (the models' classes).
     pub fn vocabulary_size(&self) -> usize {
         self.vocabulary.len()
-    }
-
-    /// Columns of a one-hot window: `context_length * vocabulary_size`.
-    pub fn num_features(&self) -> usize {
-        self.context_length * self.vocabulary_size()
     }
 
     /// `text` lower-cased, with every character outside [`ALPHABET`] replaced by
@@ -73,78 +67,94 @@ impl CharEncoder {
     pub fn tokens(&self, text: &str) -> Vec<usize> {
         text.chars().map(|c| self.token(c)).collect()
     }
-
-    /// Every (window, next character) pair of a token sequence: row `t` holds the one-hot
-    /// encoding of `tokens[t..t + context_length]` and its label is `tokens[t + context_length]`.
-    pub fn windows(&self, tokens: &[usize]) -> Result<ArrayDataset> {
-        ensure!(
-            tokens.len() > self.context_length,
-            "the text has {} characters; one window needs {}",
-            tokens.len(),
-            self.context_length + 1
-        );
-        let rows = tokens.len() - self.context_length;
-        let mut features = Array2::<f32>::zeros((rows, self.num_features()));
-        for (row, mut values) in features.axis_iter_mut(Axis(0)).enumerate() {
-            for (position, &token) in tokens[row..row + self.context_length].iter().enumerate() {
-                values[position * self.vocabulary_size() + token] = 1.0;
-            }
-        }
-        Ok(ArrayDataset::new(
-            features,
-            tokens[self.context_length..].to_vec(),
-        )?)
-    }
-
-    /// Writes the one-hot encoding of the last `context_length` characters of `context` into
-    /// `row` (zeroed first); a shorter context is padded on the left with line breaks, as if the
-    /// text started a line there.
-    fn encode_context(&self, context: &[char], mut row: ndarray::ArrayViewMut1<'_, f32>) {
-        row.fill(0.0);
-        let vocabulary_size = self.vocabulary_size();
-        let padding = self.context_length.saturating_sub(context.len());
-        let newline = self.token('\n');
-        for position in 0..padding {
-            row[position * vocabulary_size + newline] = 1.0;
-        }
-        let visible = &context[context.len().saturating_sub(self.context_length)..];
-        for (offset, &character) in visible.iter().enumerate() {
-            row[(padding + offset) * vocabulary_size + self.token(character)] = 1.0;
-        }
-    }
-
-    /// Natural-log next-character distributions of `model` after each context.
-    pub fn log_softmax_rows(&self, model: &Mlp, contexts: &[Vec<char>]) -> Result<Array2<f64>> {
-        let mut out = Array2::<f64>::zeros((contexts.len(), self.vocabulary_size()));
-        for (chunk_index, chunk) in contexts.chunks(SCORING_CHUNK_ROWS).enumerate() {
-            let mut features = Array2::<f32>::zeros((chunk.len(), self.num_features()));
-            for (context, row) in chunk.iter().zip(features.axis_iter_mut(Axis(0))) {
-                self.encode_context(context, row);
-            }
-            let logits = model.logits(features.view())?;
-            for (row, logit_row) in logits.axis_iter(Axis(0)).enumerate() {
-                let target = out.row_mut(chunk_index * SCORING_CHUNK_ROWS + row);
-                log_softmax_into(logit_row, target);
-            }
-        }
-        Ok(out)
-    }
 }
 
-/// Writes `ln softmax(logits)` into `out`, in f64.
-fn log_softmax_into(logits: ArrayView1<'_, f32>, mut out: ndarray::ArrayViewMut1<'_, f64>) {
-    let max = logits
-        .iter()
-        .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
-    let log_sum = max
-        + logits
-            .iter()
-            .map(|&v| (f64::from(v) - max).exp())
-            .sum::<f64>()
-            .ln();
-    for (target, &value) in out.iter_mut().zip(logits) {
-        *target = (f64::from(value) - log_sum).min(0.0);
-    }
+/// A trained character language model as the attacks see it.
+pub trait NextCharModel {
+    /// Natural-log next-character distributions over the alphabet (columns in token order),
+    /// one row per context. Each context is read as if it began a line: the models were trained
+    /// on text where a canary line follows a line break.
+    ///
+    /// # Errors
+    ///
+    /// Errors of the underlying model.
+    fn log_softmax_rows(&self, contexts: &[Vec<char>]) -> Result<Array2<f64>>;
+}
+
+/// The texts a character model is built from.
+pub struct CanaryCorpus<'a> {
+    /// The training text without canaries (whole lines).
+    pub base: &'a str,
+    /// The training text with every canary inserted at its line boundaries, and the canaries.
+    pub canaried: &'a CanariedText,
+    /// The held-out text of the test loss.
+    pub test: &'a str,
+}
+
+/// A trained character model with what the report needs of its training.
+pub struct TrainedCharModel {
+    /// The model, as the attacks query it.
+    pub model: Box<dyn NextCharModel>,
+    /// Mean cross-entropy in nats per predicted character of the test text.
+    pub test_loss: f64,
+    /// ε spent at the run's δ (`None` when not private).
+    pub epsilon: Option<f64>,
+    /// The calibrated noise multiplier (`None` when not private).
+    pub noise_multiplier: Option<f64>,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// Wall-clock seconds of training and of the test loss.
+    pub seconds: f64,
+}
+
+/// How the report describes a character model, its training and its privacy unit.
+pub struct ModelDescription {
+    /// Short name for run labels, e.g. `char-lstm`.
+    pub name: &'static str,
+    /// The engine as results record it.
+    pub engine: String,
+    /// The architecture in one sentence.
+    pub architecture: String,
+    /// What one training example (the unit DP-SGD protects) is.
+    pub privacy_unit: String,
+    /// Training examples one insertion of a canary line touches.
+    pub examples_per_insertion: usize,
+    /// Training examples, canaries included.
+    pub training_examples: usize,
+    /// Test examples.
+    pub test_examples: usize,
+    /// Passes, batch, learning rate and optimizer in one sentence.
+    pub training: String,
+    /// Clipping bound C of the private runs.
+    pub max_grad_norm: f64,
+}
+
+/// A character model family: its data preparation done once, trained once per ε.
+pub trait CharModelTrainer {
+    /// What the report says about the model.
+    fn description(&self) -> &ModelDescription;
+
+    /// The `details` of a run's records (hyper-parameters, sampler, noise mode, clipping).
+    fn details(&self, privacy: Privacy) -> BTreeMap<String, String>;
+
+    /// Trains a fresh model from `seed` and measures its test loss.
+    ///
+    /// # Privacy
+    ///
+    /// Private runs are DP-SGD whose unit is one training example as
+    /// [`ModelDescription::privacy_unit`] states.
+    ///
+    /// # Errors
+    ///
+    /// Invalid hyper-parameters; training errors.
+    fn train(&self, privacy: Privacy, seed: u64, label: &str) -> Result<TrainedCharModel>;
+}
+
+/// `ln softmax(logits)` in f64, clamped at 0 against rounding.
+pub fn log_softmax(logits: impl Iterator<Item = f64> + Clone) -> impl Iterator<Item = f64> {
+    let max = logits.clone().fold(f64::NEG_INFINITY, f64::max);
+    let log_sum = max + logits.clone().map(|v| (v - max).exp()).sum::<f64>().ln();
+    logits.map(move |v| (v - log_sum).min(0.0))
 }
 
 /// The model as the attacks see it, with the whole tree of partial secrets after the canary
@@ -152,10 +162,10 @@ fn log_softmax_into(logits: ArrayView1<'_, f32>, mut out: ndarray::ArrayViewMut1
 ///
 /// Exact exposure over `|R| = 10^6` secrets and beam search call the scorer once per internal
 /// node of that tree (111,111 contexts for six digits); scoring them in a few large batches
-/// instead of one row at a time makes exact enumeration cost about a second. Any other context
-/// is scored directly.
+/// instead of one row at a time makes exact enumeration affordable. Any other context is
+/// scored directly.
 pub struct SecretTreeScorer<'a> {
-    model: &'a Mlp,
+    model: &'a dyn NextCharModel,
     encoder: &'a CharEncoder,
     prefix: Vec<char>,
     space: RandomnessSpace<char>,
@@ -166,8 +176,12 @@ pub struct SecretTreeScorer<'a> {
 
 impl<'a> SecretTreeScorer<'a> {
     /// Scores every context `prefix + partial secret` of `space` with `model`.
+    ///
+    /// # Errors
+    ///
+    /// A randomness space too large to enumerate; errors of the model.
     pub fn new(
-        model: &'a Mlp,
+        model: &'a dyn NextCharModel,
         encoder: &'a CharEncoder,
         prefix: &str,
         space: RandomnessSpace<char>,
@@ -185,7 +199,7 @@ impl<'a> SecretTreeScorer<'a> {
                 contexts.push(context);
             }
         }
-        let distributions = encoder.log_softmax_rows(model, &contexts)?;
+        let distributions = model.log_softmax_rows(&contexts)?;
         let columns: Vec<usize> = space.alphabet().iter().map(|&c| encoder.token(c)).collect();
         let table = distributions
             .axis_iter(Axis(0))
@@ -230,16 +244,13 @@ impl<'a> SecretTreeScorer<'a> {
     }
 
     fn direct(&self, context: &[char], candidates: &[char]) -> Vec<f64> {
-        match self
-            .encoder
-            .log_softmax_rows(self.model, &[context.to_vec()])
-        {
+        match self.model.log_softmax_rows(&[context.to_vec()]) {
             Ok(rows) => candidates
                 .iter()
                 .map(|&c| rows[[0, self.encoder.token(c)]])
                 .collect(),
-            // The shapes are fixed at construction, so scoring cannot fail; a NaN makes the
-            // attack report a non-finite log-probability instead of a wrong number.
+            // A NaN makes the attack report a non-finite log-probability instead of a wrong
+            // number.
             Err(_) => vec![f64::NAN; candidates.len()],
         }
     }
@@ -284,116 +295,90 @@ impl NextTokenScorer<char> for SecretTreeScorer<'_> {
     }
 }
 
-/// Mean cross-entropy in nats of `model` on the windows of `data` (the test loss).
-pub fn mean_loss(model: &Mlp, data: &ArrayDataset) -> Result<f64> {
-    let mut total = 0.0;
-    let rows = data.features().nrows();
-    ensure!(rows > 0, "no test windows");
-    for start in (0..rows).step_by(SCORING_CHUNK_ROWS) {
-        let end = (start + SCORING_CHUNK_ROWS).min(rows);
-        let rows_view = data
-            .features()
-            .slice_axis(Axis(0), ndarray::Slice::from(start..end));
-        let logits = model.logits(rows_view)?;
-        let mut log_probabilities = ndarray::Array1::<f64>::zeros(logits.ncols());
-        for (row, &label) in logits.axis_iter(Axis(0)).zip(&data.labels()[start..end]) {
-            log_softmax_into(row, log_probabilities.view_mut());
-            total -= log_probabilities[label];
-        }
-    }
-    Ok(total / rows as f64)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use dp_attacks::log_perplexity;
-    use dp_engine_ndarray::Activation;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha20Rng;
 
     use super::*;
 
-    /// Table look-ups and direct scoring compute the same f32 logits; only the f64 log-softmax
-    /// order of summation could differ.
+    /// Table look-ups and direct scoring compute the same logits; only the order of summation
+    /// could differ.
     const SCORE_TOLERANCE: f64 = 1e-9;
 
-    fn model(encoder: &CharEncoder) -> Mlp {
-        let mut rng = ChaCha20Rng::seed_from_u64(11);
-        Mlp::new(
-            &[encoder.num_features(), 16, encoder.vocabulary_size()],
-            Activation::Tanh,
-            &mut rng,
-        )
-        .unwrap()
+    /// A model whose logits are a fixed function of the context's characters and length,
+    /// counting the contexts it is asked about.
+    struct HashModel {
+        vocabulary_size: usize,
+        queries: Cell<usize>,
+    }
+
+    impl NextCharModel for HashModel {
+        fn log_softmax_rows(&self, contexts: &[Vec<char>]) -> Result<Array2<f64>> {
+            self.queries.set(self.queries.get() + contexts.len());
+            let mut rows = Array2::zeros((contexts.len(), self.vocabulary_size));
+            for (context, mut row) in contexts.iter().zip(rows.axis_iter_mut(Axis(0))) {
+                let seed = context
+                    .iter()
+                    .fold(context.len() as u64, |h, &c| h.wrapping_mul(31) + c as u64);
+                let logits = (0..self.vocabulary_size)
+                    .map(|token| ((seed.wrapping_mul(token as u64 + 7) % 101) as f64) / 20.0);
+                for (target, value) in row.iter_mut().zip(log_softmax(logits)) {
+                    *target = value;
+                }
+            }
+            Ok(rows)
+        }
     }
 
     #[test]
     fn normalization_lowercases_and_replaces_unknown_characters() {
-        let encoder = CharEncoder::new(3).unwrap();
+        let encoder = CharEncoder::new().unwrap();
         assert_eq!(encoder.normalize("To BE—or\tnot: 42!"), "to be or not: 42!");
         assert_eq!(encoder.vocabulary_size(), 46);
-        assert_eq!(encoder.num_features(), 138);
+        assert_eq!(encoder.token('\n'), 0);
+        assert_eq!(encoder.token('Z'), encoder.token('z'));
     }
 
     #[test]
-    fn windows_hold_the_previous_characters_and_the_next_one() {
-        let encoder = CharEncoder::new(2).unwrap();
-        let tokens = encoder.tokens("abc d");
-        let data = encoder.windows(&tokens).unwrap();
-        assert_eq!(data.features().nrows(), 3);
-        assert_eq!(data.labels(), &tokens[2..]);
-        let v = encoder.vocabulary_size();
-        for row in 0..3 {
-            let hot: Vec<usize> = data
-                .features()
-                .row(row)
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| **x == 1.0)
-                .map(|(i, _)| i)
-                .collect();
-            assert_eq!(hot, vec![tokens[row], v + tokens[row + 1]]);
+    fn log_softmax_is_a_distribution_and_shift_invariant() {
+        let values: Vec<f64> = log_softmax([1.0, 2.0, 3.0].into_iter()).collect();
+        let total: f64 = values.iter().map(|v| v.exp()).sum();
+        assert!((total - 1.0).abs() < SCORE_TOLERANCE);
+        let shifted: Vec<f64> = log_softmax([101.0, 102.0, 103.0].into_iter()).collect();
+        for (a, b) in values.iter().zip(&shifted) {
+            assert!((a - b).abs() < SCORE_TOLERANCE);
         }
-        assert!(encoder.windows(&tokens[..2]).is_err());
-    }
-
-    #[test]
-    fn short_contexts_are_padded_with_line_breaks() {
-        let encoder = CharEncoder::new(4).unwrap();
-        let padded = encoder
-            .log_softmax_rows(&model(&encoder), &[vec!['a']])
-            .unwrap();
-        let explicit = encoder
-            .log_softmax_rows(&model(&encoder), &[vec!['\n', '\n', '\n', 'a']])
-            .unwrap();
-        assert_eq!(padded, explicit);
-        let total: f64 = padded.row(0).iter().map(|lp| lp.exp()).sum();
-        assert!((total - 1.0).abs() < 1e-6);
     }
 
     #[test]
     fn the_tree_table_agrees_with_direct_scoring() {
-        let encoder = CharEncoder::new(5).unwrap();
-        let model = model(&encoder);
+        let encoder = CharEncoder::new().unwrap();
+        let model = HashModel {
+            vocabulary_size: encoder.vocabulary_size(),
+            queries: Cell::new(0),
+        };
         let space = RandomnessSpace::new("0123456789".chars().collect(), 3).unwrap();
         let scorer = SecretTreeScorer::new(&model, &encoder, "pin is ", space).unwrap();
         assert_eq!(scorer.table.len(), (1 + 10 + 100) * 10);
+        assert_eq!(model.queries.get(), 1 + 10 + 100);
         let prefix: Vec<char> = "pin is ".chars().collect();
         let secret: Vec<char> = "907".chars().collect();
         let from_table = log_perplexity(&scorer, &prefix, &secret).unwrap();
+        // The table answered: no further queries.
+        assert_eq!(model.queries.get(), 111);
         let mut context = prefix.clone();
         let mut nats = 0.0;
         for &digit in &secret {
-            let row = encoder
-                .log_softmax_rows(&model, &[context.clone()])
-                .unwrap();
+            let row = model.log_softmax_rows(&[context.clone()]).unwrap();
             nats -= row[[0, encoder.token(digit)]];
             context.push(digit);
         }
         assert!((from_table - nats / std::f64::consts::LN_2).abs() < SCORE_TOLERANCE);
         // Contexts off the tree and non-digit candidates are scored directly.
         let off_tree = scorer.log_probabilities(&['x'], &['a', 'b']);
-        let direct = encoder.log_softmax_rows(&model, &[vec!['x']]).unwrap();
+        let direct = model.log_softmax_rows(&[vec!['x']]).unwrap();
         assert_eq!(
             off_tree,
             vec![
@@ -401,28 +386,5 @@ mod tests {
                 direct[[0, encoder.token('b')]]
             ]
         );
-    }
-
-    #[test]
-    fn mean_loss_of_a_uniform_model_is_log_vocabulary_size() {
-        let encoder = CharEncoder::new(2).unwrap();
-        let mut rng = ChaCha20Rng::seed_from_u64(3);
-        let mut layers = Mlp::new(
-            &[encoder.num_features(), encoder.vocabulary_size()],
-            Activation::Tanh,
-            &mut rng,
-        )
-        .unwrap()
-        .layers()
-        .to_vec();
-        layers[0] = dp_engine_ndarray::Linear::from_parts(
-            Array2::zeros((encoder.num_features(), encoder.vocabulary_size())),
-            ndarray::Array1::zeros(encoder.vocabulary_size()),
-        )
-        .unwrap();
-        let uniform = Mlp::from_layers(layers, Activation::Tanh).unwrap();
-        let data = encoder.windows(&encoder.tokens("hello world")).unwrap();
-        let loss = mean_loss(&uniform, &data).unwrap();
-        assert!((loss - (encoder.vocabulary_size() as f64).ln()).abs() < SCORE_TOLERANCE);
     }
 }
