@@ -5,15 +5,25 @@
 //! LSTM (embedding 64, hidden 128) and the 2-block transformer encoder (width 128, 4 heads,
 //! MLP 512, causal) over random sequences of 64 tokens from a vocabulary of 96 (printable
 //! ASCII), a loss at every position. Bench ids carry model, batch, device and the libtorch
-//! thread count (`OMP_NUM_THREADS`, 1 when unset). A step is: zero the gradients, (norms, flat
-//! clipping at 1.0, clipped sum, Gaussian noise) or the batch gradient, then plain SGD.
+//! thread count (`OMP_NUM_THREADS`, 1 when unset). A step is the batch gradient (into zeroed
+//! buffers) or a DP step (norms, flat clipping at 1.0, Gaussian noise and the clipped sum),
+//! then plain SGD.
 //!
-//! After the criterion groups, every (model, engine) configuration runs again in a fresh
-//! process of this binary (`DP_RS_ENGINES_CONFIG=<model>/<engine>`): one warm-up step, then
-//! [`TIMED_STEPS`] timed steps; the process reports the median step time and its resident-set
-//! high-water mark (`VmHWM` of `/proc/self/status`) before and after the steps. Their
-//! difference is the step's peak host memory above the set-up (model, batch, libtorch); on
-//! CUDA it covers host memory only. The table goes to `engines.json` in `DP_RS_BENCH_OUT`
+//! Noise: the DP steps named after an engine draw it with libtorch's generator on the gradient
+//! tensors (`normal_` into the buffers, then the clipped sum is added: the fast mode, as other
+//! libraries add it). `book_keeping_host_secure_noise` and `book_keeping_host_fast_noise` add
+//! it the way `dp-trainer` does: through `visit_parameters` (a host copy of every group) with
+//! dp-sampler's secure (discrete Gaussian) or fast noise, so their ratios show what the noise
+//! source costs on top of the engine.
+//!
+//! After the criterion groups, every (model, engine) configuration runs again in fresh
+//! processes of this binary (`DP_RS_ENGINES_CONFIG=<model>/<engine>`). The timing process runs
+//! one warm-up step, then timed steps (at least 3, more within a 3 s budget, at most 50) and
+//! reports their median. The memory process runs the warm-up and one step with glibc's
+//! `MALLOC_MMAP_THRESHOLD_` at 64 KiB, so freed tensors leave the resident set at once, and
+//! reports its resident-set high-water mark (`VmHWM` of `/proc/self/status`) before and after
+//! the steps. Their difference is the step's peak host memory above the set-up (model, batch,
+//! libtorch); on CUDA it covers host memory only. The table goes to `engines.json` in `DP_RS_BENCH_OUT`
 //! (default `target/bench/`), with the ratios DP / non-private per model. Positional arguments
 //! (criterion's filter) restrict both parts to ids that contain one of them; `--test` and
 //! `--list` skip the second part.
@@ -30,6 +40,7 @@ use dp_engine_tch::tch::{self, Device, Kind, Tensor, nn};
 use dp_engine_tch::{
     BookKeeping, DpModel, Ghost, Loss, Materialized, Microbatch, Sequential, TensorBatch,
 };
+use dp_sampler::{NoiseMode, SeededRng, add_gaussian_noise};
 
 const MAX_GRAD_NORM: f64 = 1.0;
 const NOISE_MULTIPLIER: f64 = 1.0;
@@ -39,8 +50,16 @@ const SEED: i64 = 7;
 const VOCABULARY: i64 = 96;
 /// Tokens per sequence of the character models.
 const SEQUENCE_LENGTH: i64 = 64;
-/// Timed steps per configuration in the memory and ratio runs (after one warm-up step).
-const TIMED_STEPS: usize = 3;
+/// Timed steps per configuration in the memory and ratio runs (after one warm-up step): at
+/// least [`MIN_TIMED_STEPS`], then more until [`TIMING_BUDGET`] is spent, at most
+/// [`MAX_TIMED_STEPS`].
+const MIN_TIMED_STEPS: usize = 3;
+/// See [`MIN_TIMED_STEPS`].
+const MAX_TIMED_STEPS: usize = 50;
+/// See [`MIN_TIMED_STEPS`].
+const TIMING_BUDGET: Duration = Duration::from_secs(3);
+/// With [`CONFIG_VARIABLE`]: measure memory (one step after the warm-up) rather than time.
+const MEMORY_VARIABLE: &str = "DP_RS_ENGINES_MEMORY";
 /// The environment variable that makes this binary measure one configuration and exit.
 const CONFIG_VARIABLE: &str = "DP_RS_ENGINES_CONFIG";
 
@@ -109,13 +128,24 @@ const WORKLOADS: [Workload; 4] = [
 ];
 
 /// The step kinds, in bench order: the non-private reference first.
-const ENGINES: [&str; 5] = [
+const ENGINES: [&str; 7] = [
     "non_private",
     "book_keeping",
+    "book_keeping_host_secure_noise",
+    "book_keeping_host_fast_noise",
     "ghost",
     "materialized",
     "microbatch",
 ];
+
+/// Where a DP step's Gaussian noise comes from.
+#[derive(Clone, Copy)]
+enum NoiseSource {
+    /// libtorch's generator, drawn into the gradient buffers on their device.
+    Tensor,
+    /// dp-sampler through `visit_parameters`, as `dp-trainer` adds it.
+    Host(NoiseMode),
+}
 
 impl Workload {
     fn label(&self, device: Device) -> String {
@@ -157,21 +187,35 @@ type Step = Box<dyn FnMut(&mut DpModel, &TensorBatch) -> BenchResult>;
 /// The step of `engine` (one of [`ENGINES`]): the batch gradient for `non_private`, DP-SGD
 /// otherwise.
 fn stepper(engine: &str, batch_size: i64) -> BenchResult<Step> {
-    fn dp<E>(mut engine: E, batch_size: i64) -> Step
+    fn dp<E>(mut engine: E, batch_size: i64, noise: NoiseSource) -> Step
     where
         E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch> + 'static,
     {
-        Box::new(move |model, batch| dp_step(&mut engine, model, batch, batch_size))
+        let mut rng = SeededRng::new(SEED as u64);
+        Box::new(move |model, batch| {
+            dp_step(&mut engine, model, batch, batch_size, noise, &mut rng)
+        })
     }
+    let tensor = NoiseSource::Tensor;
     Ok(match engine {
         "non_private" => {
             let mut engine = BookKeeping::new();
             Box::new(move |model, batch| non_private_step(&mut engine, model, batch, batch_size))
         }
-        "book_keeping" => dp(BookKeeping::new(), batch_size),
-        "ghost" => dp(Ghost::new(), batch_size),
-        "materialized" => dp(Materialized::new(), batch_size),
-        "microbatch" => dp(Microbatch::new(), batch_size),
+        "book_keeping" => dp(BookKeeping::new(), batch_size, tensor),
+        "book_keeping_host_secure_noise" => dp(
+            BookKeeping::new(),
+            batch_size,
+            NoiseSource::Host(NoiseMode::Secure),
+        ),
+        "book_keeping_host_fast_noise" => dp(
+            BookKeeping::new(),
+            batch_size,
+            NoiseSource::Host(NoiseMode::Fast),
+        ),
+        "ghost" => dp(Ghost::new(), batch_size, tensor),
+        "materialized" => dp(Materialized::new(), batch_size, tensor),
+        "microbatch" => dp(Microbatch::new(), batch_size, tensor),
         other => return Err(format!("unknown engine `{other}`").into()),
     })
 }
@@ -214,11 +258,13 @@ fn dp_step<E>(
     model: &mut DpModel,
     batch: &TensorBatch,
     batch_size: i64,
+    noise: NoiseSource,
+    rng: &mut SeededRng,
 ) -> BenchResult
 where
     E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
 {
-    engine.zero_grad(model);
+    let std = NOISE_MULTIPLIER * MAX_GRAD_NORM;
     let phase1 = engine.norms(model, batch)?;
     let scales = phase1
         .norms
@@ -232,12 +278,25 @@ where
             }
         })
         .collect();
-    engine.accumulate_scaled(model, &ScaleVector::new(scales)?)?;
-    for gradient in model.gradients_mut() {
-        let noise = gradient
-            .f_randn_like()?
-            .f_mul_scalar(NOISE_MULTIPLIER * MAX_GRAD_NORM)?;
-        let _ = gradient.f_add_(&noise)?;
+    match noise {
+        NoiseSource::Tensor => {
+            // The noise overwrites the buffers (so no zeroing), then the clipped sum is added.
+            for gradient in model.gradients_mut() {
+                let _ = gradient.f_normal_(0.0, std)?;
+            }
+            engine.accumulate_scaled(model, &ScaleVector::new(scales)?)?;
+        }
+        NoiseSource::Host(mode) => {
+            engine.zero_grad(model);
+            engine.accumulate_scaled(model, &ScaleVector::new(scales)?)?;
+            let mut noise_result = Ok(());
+            engine.visit_parameters(model, &mut |view| {
+                if noise_result.is_ok() {
+                    noise_result = add_gaussian_noise(view.gradient, std, mode, rng).map(|_| ());
+                }
+            })?;
+            noise_result?;
+        }
     }
     sgd(model, batch_size)?;
     synchronize(model.device());
@@ -384,8 +443,14 @@ fn measure(config: &str) -> BenchResult<Measurement> {
     let mut step = stepper(engine, workload.batch_size)?;
     let set_up_peak_bytes = peak_resident_bytes()?;
     step(&mut model, &batch)?;
-    let mut times = Vec::with_capacity(TIMED_STEPS);
-    for _ in 0..TIMED_STEPS {
+    let mut times = Vec::with_capacity(MAX_TIMED_STEPS);
+    let timing = Instant::now();
+    let (minimum, maximum) = if std::env::var_os(MEMORY_VARIABLE).is_some() {
+        (1, 1)
+    } else {
+        (MIN_TIMED_STEPS, MAX_TIMED_STEPS)
+    };
+    while times.len() < minimum || (times.len() < maximum && timing.elapsed() < TIMING_BUDGET) {
         let started = Instant::now();
         step(&mut model, &batch)?;
         times.push(started.elapsed().as_secs_f64());
@@ -401,7 +466,31 @@ fn measure(config: &str) -> BenchResult<Measurement> {
     })
 }
 
-/// Runs every selected configuration in a child process (the parent side).
+/// Runs one configuration in a child process: timed with the default allocator, or, for
+/// `memory`, one step with every allocation above 64 KiB mapped on its own (glibc's
+/// `MALLOC_MMAP_THRESHOLD_`), so that freed tensors leave the resident set at once and its
+/// high-water mark follows the live tensors instead of the heap glibc keeps.
+fn run_child(executable: &std::path::Path, config: &str, memory: bool) -> BenchResult<Measurement> {
+    let mut command = Command::new(executable);
+    command.env(CONFIG_VARIABLE, config);
+    if memory {
+        command
+            .env(MEMORY_VARIABLE, "1")
+            .env("MALLOC_MMAP_THRESHOLD_", "65536");
+    }
+    let output = command.output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "measuring {config} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Measurement::from_line(String::from_utf8(output.stdout)?.trim())
+}
+
+/// Runs every selected configuration in child processes (the parent side).
 fn measure_all(filters: &[String]) -> BenchResult<Vec<Measurement>> {
     let executable = std::env::current_exe()?;
     let device = device();
@@ -412,20 +501,14 @@ fn measure_all(filters: &[String]) -> BenchResult<Vec<Measurement>> {
             if !selected(filters, &format!("{label}/{engine}")) {
                 continue;
             }
-            let output = Command::new(&executable)
-                .env(CONFIG_VARIABLE, format!("{}/{engine}", workload.name))
-                .output()?;
-            if !output.status.success() {
-                return Err(format!(
-                    "measuring {}/{engine} failed ({}): {}",
-                    workload.name,
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr)
-                )
-                .into());
-            }
-            let text = String::from_utf8(output.stdout)?;
-            let measurement = Measurement::from_line(text.trim())?;
+            let config = format!("{}/{engine}", workload.name);
+            let timed = run_child(&executable, &config, false)?;
+            let memory = run_child(&executable, &config, true)?;
+            let measurement = Measurement {
+                set_up_peak_bytes: memory.set_up_peak_bytes,
+                peak_bytes: memory.peak_bytes,
+                ..timed
+            };
             eprintln!(
                 "engines_tch memory/{}/{engine}: median step {:.1} ms, step peak {:.1} MiB",
                 workload.name,
@@ -464,10 +547,15 @@ fn write_engines_json(measurements: &[Measurement]) -> BenchResult<PathBuf> {
     writeln!(json, "  \"load_average_1min_at_end\": \"{load}\",")?;
     writeln!(
         json,
-        "  \"method\": \"each configuration in its own process: 1 warm-up step, median of \
-         {TIMED_STEPS} timed steps; step_peak_bytes = VmHWM after the steps minus VmHWM after \
-         set-up (host memory; GPU memory is not included); ratios are DP / non-private of the \
-         same model; criterion's statistics for the same ids are in benches.json\","
+        "  \"method\": \"each configuration in its own processes: time is the median of \
+         {MIN_TIMED_STEPS} to {MAX_TIMED_STEPS} timed steps ({} s budget) after 1 warm-up step; \
+         memory from a second process (warm-up and 1 step, MALLOC_MMAP_THRESHOLD_=65536); noise: libtorch's \
+         generator on the gradient tensors, except the book_keeping_host_* rows (dp-sampler \
+         through visit_parameters, as dp-trainer); step_peak_bytes = VmHWM after the steps \
+         minus VmHWM after set-up (host memory; GPU memory is not included); ratios are DP / \
+         non-private of the same model; criterion's statistics for the same ids are in \
+         benches.json\",",
+        TIMING_BUDGET.as_secs()
     )?;
     json.push_str("  \"configurations\": [\n");
     for (index, measurement) in measurements.iter().enumerate() {

@@ -215,12 +215,24 @@ impl DpModel {
     /// Adds `updates` (one per group, any shape with the right number of elements) to the
     /// gradient buffers.
     pub(crate) fn add_to_gradients(&mut self, updates: &[Tensor]) -> Result<()> {
-        for (gradient, update) in self.gradients.iter_mut().zip(updates) {
-            let update = update
-                .f_reshape(gradient.size())?
-                .f_to_kind(gradient.f_kind()?)?;
-            let _ = gradient.f_add_(&update)?;
+        for (group, update) in updates.iter().enumerate() {
+            self.add_to_gradient(group, update)?;
         }
+        Ok(())
+    }
+
+    /// Adds `update` (any shape with the group's number of elements) to the gradient buffer of
+    /// parameter group `group`.
+    pub(crate) fn add_to_gradient(&mut self, group: usize, update: &Tensor) -> Result<()> {
+        let gradient = self.gradients.get_mut(group).ok_or(TchEngineError::Shape {
+            what: "parameter group",
+            expected: "an index below the number of groups",
+            actual: vec![group as i64],
+        })?;
+        let update = update
+            .f_reshape(gradient.size())?
+            .f_to_kind(gradient.f_kind()?)?;
+        let _ = gradient.f_add_(&update)?;
         Ok(())
     }
 }

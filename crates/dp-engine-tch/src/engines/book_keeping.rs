@@ -1,9 +1,8 @@
 //! Book-keeping (Bu et al. 2023): one backward pass, norms and clipped sum from the tape.
 
-use super::{
-    LayerNorms, clipped_sum, device_scales, empty_norms, layer_norms, norm_matrix, recorded_pass,
-};
+use super::{clipped_sum, device_scales, empty_norms, layer_norms, norm_matrix, recorded_pass};
 use crate::batch::{TensorBatch, to_host_f64};
+use crate::layers::Capture;
 use crate::{DpModel, NormCosts};
 use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, ScaleVector};
 
@@ -36,8 +35,9 @@ impl NormChoice {
 /// Phase 1: one recorded forward pass and one backward pass to the layer outputs (no parameter
 /// gradients), per-sample norms per layer by ghost norm or materialized norm, whichever costs
 /// less. Phase 2: the clipped sum from the stored activations and scaled output gradients (for
-/// a Linear layer `(s ⊙ G)ᵀ A`), or from the kept per-sample gradients of materialized layers;
-/// no second backward pass.
+/// a Linear layer `(s ⊙ G)ᵀ A`); no second backward pass. The tape holds the activations and
+/// output gradients only: per-sample gradients materialized for a norm are dropped once the
+/// norm is taken, so memory stays near the non-private step's whatever the layer sizes.
 #[derive(Debug, Default)]
 pub struct BookKeeping {
     choice: NormChoice,
@@ -47,18 +47,8 @@ pub struct BookKeeping {
 #[derive(Debug)]
 struct BookKeepingTape {
     batch: usize,
-    layers: Vec<LayerNorms>,
-}
-
-impl std::fmt::Debug for LayerNorms {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Ghost(captures) => write!(formatter, "Ghost({} uses)", captures.len()),
-            Self::Materialized(groups) => {
-                write!(formatter, "Materialized({} groups)", groups.len())
-            }
-        }
-    }
+    /// The captures of every layer of [`DpModel::layers`].
+    captures: Vec<Vec<Capture>>,
 }
 
 impl BookKeeping {
@@ -87,21 +77,20 @@ impl PerSampleGradEngine for BookKeeping {
         if size == 0 {
             self.tape = Some(BookKeepingTape {
                 batch: 0,
-                layers: Vec::new(),
+                captures: Vec::new(),
             });
             return empty_norms(model);
         }
-        let pass = recorded_pass(model, batch, false)?;
+        let pass = recorded_pass(model, batch)?;
         let choice = self.choice;
-        let (squared, layers) =
-            layer_norms(model, pass.captures, pass.losses.size()[0], |costs| {
-                choice.use_ghost(costs)
-            })?;
+        let squared = layer_norms(model, &pass.captures, pass.losses.size()[0], |costs| {
+            choice.use_ghost(costs)
+        })?;
         let norms = norm_matrix(size, &squared)?;
-        let losses = to_host_f64(&pass.losses.detach())?;
+        let losses = to_host_f64(&pass.losses)?;
         self.tape = Some(BookKeepingTape {
             batch: size,
-            layers,
+            captures: pass.captures,
         });
         Ok(PerSampleNorms { losses, norms })
     }
@@ -116,7 +105,7 @@ impl PerSampleGradEngine for BookKeeping {
         if tape.batch == 0 {
             return Ok(());
         }
-        Ok(clipped_sum(model, &tape.layers, &scales)?)
+        Ok(clipped_sum(model, &tape.captures, &scales)?)
     }
 
     super::shared_engine_methods!();

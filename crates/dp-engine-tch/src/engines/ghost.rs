@@ -4,8 +4,8 @@ use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, 
 use tch::{Kind, Tensor};
 
 use super::{
-    LayerNorms, clipped_sum, defined_or_zeros, device_scales, empty_norms, layer_norms,
-    norm_matrix, recorded_pass,
+    RecordedForward, clipped_sum, defined_or_zeros, device_scales, empty_norms, layer_norms,
+    norm_matrix,
 };
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, Result};
@@ -19,7 +19,9 @@ use crate::{DpModel, Result};
 /// Layers without a ghost formula (the norms' affine parameters) are materialized, which is
 /// cheap for them. Phase 2: a second backward pass of sum_i s_i L_i through the kept graph.
 /// Per-group scales (per-layer clipping) cannot be expressed as one reweighted loss; for them
-/// phase 2 computes the clipped sum from the kept activations and output gradients instead.
+/// phase 2 recomputes the output gradients (one more backward pass to the layer outputs) and
+/// takes the clipped sum from them and the activations. The tape keeps the graph but no output
+/// gradient, so phase 2's backward pass does not run on top of them.
 #[derive(Debug, Default)]
 pub struct Ghost {
     tape: Option<GhostTape>,
@@ -28,10 +30,8 @@ pub struct Ghost {
 #[derive(Debug)]
 struct GhostTape {
     batch: usize,
-    /// Per-example losses with their graph (absent for an empty batch).
-    losses: Option<Tensor>,
-    /// What each layer's norms were computed from, for per-group scales.
-    layers: Vec<LayerNorms>,
+    /// The recorded forward pass with its graph (absent for an empty batch).
+    forward: Option<RecordedForward>,
 }
 
 impl Ghost {
@@ -67,22 +67,21 @@ impl PerSampleGradEngine for Ghost {
         if size == 0 {
             self.tape = Some(GhostTape {
                 batch: 0,
-                losses: None,
-                layers: Vec::new(),
+                forward: None,
             });
             return empty_norms(model);
         }
-        let pass = recorded_pass(model, batch, true)?;
-        let (squared, layers) =
-            layer_norms(model, pass.captures, pass.losses.size()[0], |costs| {
-                costs.ghost.is_some()
-            })?;
+        let forward = RecordedForward::run(model, batch)?;
+        let captures = forward.captures(true)?;
+        let squared = layer_norms(model, &captures, forward.losses.size()[0], |costs| {
+            costs.ghost.is_some()
+        })?;
+        drop(captures);
         let norms = norm_matrix(size, &squared)?;
-        let losses = to_host_f64(&pass.losses.detach())?;
+        let losses = to_host_f64(&forward.losses.detach())?;
         self.tape = Some(GhostTape {
             batch: size,
-            losses: Some(pass.losses),
-            layers,
+            forward: Some(forward),
         });
         Ok(PerSampleNorms { losses, norms })
     }
@@ -94,12 +93,14 @@ impl PerSampleGradEngine for Ghost {
     ) -> Result<(), EngineError> {
         let tape = self.tape.as_ref().ok_or(EngineError::MissingTape)?;
         let scales = device_scales(scales, tape.batch, model.parameters().len(), model.device())?;
-        match (&tape.losses, &scales.per_example) {
+        match (&tape.forward, &scales.per_example) {
             (None, _) => Ok(()),
-            (Some(losses), Some(per_example)) => {
-                Ok(Self::reweighted_backward(model, losses, per_example)?)
-            }
-            (Some(_), None) => Ok(clipped_sum(model, &tape.layers, &scales)?),
+            (Some(forward), Some(per_example)) => Ok(Self::reweighted_backward(
+                model,
+                &forward.losses,
+                per_example,
+            )?),
+            (Some(forward), None) => Ok(clipped_sum(model, &forward.captures(true)?, &scales)?),
         }
     }
 

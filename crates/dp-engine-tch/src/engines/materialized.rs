@@ -41,10 +41,10 @@ impl PerSampleGradEngine for Materialized {
             });
             return empty_norms(model);
         }
-        let pass = recorded_pass(model, batch, false)?;
+        let pass = recorded_pass(model, batch)?;
         let per_sample = materialize(model, &pass.captures, pass.losses.size()[0])?;
         let norms = norm_matrix(size, &squared_norms(&per_sample)?)?;
-        let losses = to_host_f64(&pass.losses.detach())?;
+        let losses = to_host_f64(&pass.losses)?;
         self.tape = Some(PerSampleTape {
             batch: size,
             per_sample,

@@ -18,45 +18,93 @@ pub use microbatch::Microbatch;
 
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::layers::{Capture, ForwardContext, row_norms_squared};
-use crate::{DpModel, Result};
+use crate::{DpModel, Result, TchEngineError};
 
 /// One recorded forward pass and one backward pass to the layer outputs.
 struct RecordedPass {
-    /// Per-example losses `[batch]`, still in the graph when the pass kept it.
+    /// Per-example losses `[batch]`, detached.
     losses: Tensor,
     /// The captures of every layer of [`DpModel::layers`], in that order.
     captures: Vec<Vec<Capture>>,
 }
 
-/// Forward with recording, then the gradient of the summed loss with respect to every recorded
-/// layer output (one backward pass that computes no parameter gradient).
-fn recorded_pass(model: &DpModel, batch: &TensorBatch, keep_graph: bool) -> Result<RecordedPass> {
-    let mut context = ForwardContext::recording(model.is_training());
-    let losses = model.losses(batch.inputs(), batch.targets(), &mut context)?;
-    let records = context.into_records();
-    let layers = model.layers();
-    let index: HashMap<_, _> = layers
-        .iter()
-        .enumerate()
-        .map(|(position, layer)| (layer.id(), position))
-        .collect();
-    let mut captures: Vec<Vec<Capture>> = layers.iter().map(|_| Vec::new()).collect();
-    if records.is_empty() {
-        return Ok(RecordedPass { losses, captures });
-    }
-    let outputs: Vec<&Tensor> = records.iter().map(|record| &record.output).collect();
-    let total = losses.f_sum(Kind::Float)?;
-    let gradients = Tensor::f_run_backward(&[total], &outputs, keep_graph, false)?;
-    for (record, gradient) in records.into_iter().zip(gradients) {
-        let output_gradient = defined_or_zeros(gradient, &record.output)?;
-        if let Some(&position) = index.get(&record.layer) {
-            captures[position].push(Capture {
-                input: record.input,
-                output_gradient,
-            });
+/// One recorded forward pass: the losses in the graph and every layer's uses.
+#[derive(Debug)]
+struct RecordedForward {
+    /// Per-example losses `[batch]`, in the graph.
+    losses: Tensor,
+    /// For every layer of [`DpModel::layers`], its uses in order: input (detached) and the
+    /// output's probe (in the graph, with the output's gradient; see [`ForwardContext::record`]).
+    uses: Vec<Vec<(Tensor, Tensor)>>,
+}
+
+impl RecordedForward {
+    /// The forward pass of `model` on `batch` with recording.
+    fn run(model: &DpModel, batch: &TensorBatch) -> Result<Self> {
+        let mut context = ForwardContext::recording(model.is_training());
+        let losses = model.losses(batch.inputs(), batch.targets(), &mut context)?;
+        let layers = model.layers();
+        let index: HashMap<_, _> = layers
+            .iter()
+            .enumerate()
+            .map(|(position, layer)| (layer.id(), position))
+            .collect();
+        let mut uses: Vec<Vec<(Tensor, Tensor)>> = layers.iter().map(|_| Vec::new()).collect();
+        for record in context.into_records() {
+            if let Some(&position) = index.get(&record.layer) {
+                uses[position].push((record.input, record.output));
+            }
         }
+        Ok(Self { losses, uses })
     }
-    Ok(RecordedPass { losses, captures })
+
+    /// The gradient of the summed loss with respect to every recorded output, in one backward
+    /// pass that computes no parameter gradient; `keep_graph` keeps the graph for another pass.
+    fn captures(&self, keep_graph: bool) -> Result<Vec<Vec<Capture>>> {
+        let outputs: Vec<&Tensor> = self
+            .uses
+            .iter()
+            .flatten()
+            .map(|(_, output)| output)
+            .collect();
+        let mut gradients = if outputs.is_empty() {
+            Vec::new()
+        } else {
+            let total = self.losses.f_sum(Kind::Float)?;
+            Tensor::f_run_backward(&[total], &outputs, keep_graph, false)?
+        }
+        .into_iter();
+        self.uses
+            .iter()
+            .map(|layer_uses| {
+                layer_uses
+                    .iter()
+                    .map(|(input, output)| {
+                        let gradient = gradients.next().ok_or(TchEngineError::Shape {
+                            what: "output gradients",
+                            expected: "one per recorded layer output",
+                            actual: Vec::new(),
+                        })?;
+                        Ok(Capture {
+                            input: input.shallow_clone(),
+                            output_gradient: defined_or_zeros(gradient, output)?,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Forward with recording, then the gradient of the summed loss with respect to every recorded
+/// layer output (one backward pass that computes no parameter gradient); the graph is released.
+fn recorded_pass(model: &DpModel, batch: &TensorBatch) -> Result<RecordedPass> {
+    let forward = RecordedForward::run(model, batch)?;
+    let captures = forward.captures(false)?;
+    Ok(RecordedPass {
+        losses: forward.losses.f_detach()?,
+        captures,
+    })
 }
 
 /// An autograd result, or zeros of `like`'s shape when the tensor did not reach the loss.
@@ -159,33 +207,37 @@ fn device_scales(
     })
 }
 
-/// Adds the clipped sum of every layer to the gradient buffers from what phase 1 kept: the
-/// layer's weighted-gradient formula on the captures, or the kept per-sample gradients.
-fn clipped_sum(model: &mut DpModel, layers: &[LayerNorms], scales: &DeviceScales) -> Result<()> {
+/// Adds the clipped sum of every layer to the gradient buffers, from the captures by each
+/// layer's weighted-gradient formula (for a Linear layer `(s ⊙ G)ᵀ A`); an unused layer adds
+/// nothing.
+fn clipped_sum(
+    model: &mut DpModel,
+    captures: &[Vec<Capture>],
+    scales: &DeviceScales,
+) -> Result<()> {
     let mut sums = Vec::with_capacity(model.parameters().len());
     let mut offset = 0;
-    for (layer, kept) in model.layers().into_iter().zip(layers) {
+    for (layer, layer_captures) in model.layers().into_iter().zip(captures) {
         let count = layer.parameters().len();
         let layer_scales = &scales.columns[offset..offset + count];
+        if layer_captures.is_empty() {
+            sums.extend((offset..offset + count).map(|_| None));
+        } else {
+            sums.extend(
+                layer
+                    .weighted_gradients(layer_captures, layer_scales)?
+                    .into_iter()
+                    .map(Some),
+            );
+        }
         offset += count;
-        match kept {
-            LayerNorms::Ghost(captures) => {
-                sums.extend(layer.weighted_gradients(captures, layer_scales)?);
-            }
-            LayerNorms::Materialized(per_sample) => {
-                for ((gradients, parameter), group_scales) in
-                    per_sample.iter().zip(layer.parameters()).zip(layer_scales)
-                {
-                    sums.push(crate::layers::weighted_sum(
-                        gradients,
-                        group_scales,
-                        &parameter.tensor,
-                    )?);
-                }
-            }
+    }
+    for (group, sum) in sums.iter().enumerate() {
+        if let Some(sum) = sum {
+            model.add_to_gradient(group, sum)?;
         }
     }
-    model.add_to_gradients(&sums)
+    Ok(())
 }
 
 /// Per-sample gradients `[batch, numel]` kept between the phases (microbatch and materialized).
@@ -335,46 +387,37 @@ macro_rules! shared_engine_methods {
 }
 use shared_engine_methods;
 
-/// How one layer's norms were obtained in phase 1.
-enum LayerNorms {
-    /// By the ghost formula: phase 2 needs the captures.
-    Ghost(Vec<Capture>),
-    /// By materializing the per-sample gradients `[batch, numel]`, kept for phase 2.
-    Materialized(Vec<Tensor>),
-}
-
-/// Squared per-group norms of every layer, each layer by the ghost formula when `use_ghost`
-/// says so for its costs (and it has one), by materialized per-sample gradients otherwise.
+/// Squared per-group norms `[batch]` of every layer: by the ghost formula when `use_ghost` says
+/// so for the layer's costs (and it has one), otherwise from its materialized per-sample
+/// gradients, which are dropped as soon as their norms are taken (phase 2 works from the
+/// captures, so no `[batch, numel]` tensor outlives its layer). An unused layer has norm 0.
 fn layer_norms(
     model: &DpModel,
-    captures: Vec<Vec<Capture>>,
+    captures: &[Vec<Capture>],
     batch: i64,
     use_ghost: impl Fn(&crate::NormCosts) -> bool,
-) -> Result<(Vec<Tensor>, Vec<LayerNorms>)> {
+) -> Result<Vec<Tensor>> {
     let mut squared = Vec::with_capacity(model.parameters().len());
-    let mut kept = Vec::with_capacity(captures.len());
     for (layer, layer_captures) in model.layers().into_iter().zip(captures) {
-        let ghost = if !layer_captures.is_empty() && use_ghost(&layer.norm_costs(&layer_captures)) {
-            layer.ghost_norms_squared(&layer_captures)?
+        if layer_captures.is_empty() {
+            for _ in layer.parameters() {
+                squared.push(Tensor::f_zeros([batch], (Kind::Float, model.device()))?);
+            }
+            continue;
+        }
+        let ghost = if use_ghost(&layer.norm_costs(layer_captures)) {
+            layer.ghost_norms_squared(layer_captures)?
         } else {
             None
         };
-        if let Some(ghost) = ghost {
-            squared.extend(ghost);
-            kept.push(LayerNorms::Ghost(layer_captures));
-        } else {
-            let per_sample = if layer_captures.is_empty() {
-                layer
-                    .parameters()
-                    .iter()
-                    .map(|parameter| zeros_per_sample(&parameter.tensor, batch))
-                    .collect::<Result<Vec<_>>>()?
-            } else {
-                layer.per_sample_gradients(&layer_captures)?
-            };
-            squared.extend(squared_norms(&per_sample)?);
-            kept.push(LayerNorms::Materialized(per_sample));
+        match ghost {
+            Some(ghost) => squared.extend(ghost),
+            None => {
+                for per_sample in layer.per_sample_gradients(layer_captures)? {
+                    squared.push(row_norms_squared(&per_sample)?);
+                }
+            }
         }
     }
-    Ok((squared, kept))
+    Ok(squared)
 }

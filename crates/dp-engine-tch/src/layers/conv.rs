@@ -237,8 +237,7 @@ impl Conv {
 impl DpModule for Conv {
     fn forward_dp(&self, xs: &Tensor, context: &mut ForwardContext) -> Result<Tensor> {
         let output = self.convolve(xs, self.bias())?;
-        context.record(self.id, xs, &output);
-        Ok(output)
+        context.record(self.id, xs, output)
     }
 
     fn parameterized_layers(&self) -> Vec<&dyn DpLayer> {

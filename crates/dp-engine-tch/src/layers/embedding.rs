@@ -62,8 +62,7 @@ impl Embedding {
 impl DpModule for Embedding {
     fn forward_dp(&self, xs: &Tensor, context: &mut ForwardContext) -> Result<Tensor> {
         let output = Tensor::f_embedding(&self.weight.tensor, xs, -1, false, false)?;
-        context.record(self.id, xs, &output);
-        Ok(output)
+        context.record(self.id, xs, output)
     }
 
     fn parameterized_layers(&self) -> Vec<&dyn DpLayer> {

@@ -134,8 +134,7 @@ impl Linear {
 impl DpModule for Linear {
     fn forward_dp(&self, xs: &Tensor, context: &mut ForwardContext) -> Result<Tensor> {
         let output = xs.f_linear(&self.weight.tensor, self.bias())?;
-        context.record(self.id, xs, &output);
-        Ok(output)
+        context.record(self.id, xs, output)
     }
 
     fn parameterized_layers(&self) -> Vec<&dyn DpLayer> {

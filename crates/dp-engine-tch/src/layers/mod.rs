@@ -108,6 +108,7 @@ impl NormCosts {
 pub(crate) struct Record {
     pub(crate) layer: LayerId,
     pub(crate) input: Tensor,
+    /// A stand-in for the output with the output's gradient (see [`ForwardContext::record`]).
     pub(crate) output: Tensor,
 }
 
@@ -140,15 +141,33 @@ impl ForwardContext {
         self.train
     }
 
-    /// Called by parameterized layers: keeps `input` (detached) and `output` when recording.
-    pub fn record(&mut self, layer: LayerId, input: &Tensor, output: &Tensor) {
-        if let Some(records) = &mut self.records {
-            records.push(Record {
-                layer,
-                input: input.detach(),
-                output: output.shallow_clone(),
-            });
-        }
+    /// Called by parameterized layers with their input and output; returns the tensor the
+    /// forward pass continues with. When recording, it keeps `input` (detached) and returns
+    /// `output + probe`, where the probe is a broadcast view of one zero that requires a
+    /// gradient: its gradient is the output's, and unlike the output it holds no storage, so
+    /// asking autograd for it does not keep every layer output alive through the backward
+    /// pass. Otherwise it returns `output` unchanged.
+    ///
+    /// # Errors
+    ///
+    /// When libtorch fails.
+    pub fn record(&mut self, layer: LayerId, input: &Tensor, output: Tensor) -> Result<Tensor> {
+        let Some(records) = &mut self.records else {
+            return Ok(output);
+        };
+        let probe = Tensor::f_zeros([1], (output.f_kind()?, output.device()))?
+            .f_set_requires_grad(true)?
+            .f_expand(output.size(), false)?;
+        // In place: the output is not saved by the operation that produced it (a later
+        // operation that saves it sees the sum), and no second buffer is allocated.
+        let mut output = output;
+        let _ = output.f_add_(&probe)?;
+        records.push(Record {
+            layer,
+            input: input.detach(),
+            output: probe,
+        });
+        Ok(output)
     }
 
     pub(crate) fn into_records(self) -> Vec<Record> {
@@ -248,13 +267,16 @@ pub(crate) fn weighted_sum(per_sample: &Tensor, scales: &Tensor, like: &Tensor) 
         .f_to_kind(like.f_kind()?)?)
 }
 
-/// Squared L2 norm of every row of `[batch, ...]`, accumulated in f32 at least.
+/// Squared L2 norm of every row of `[batch, ...]`, accumulated in f32 at least (one reduction,
+/// no squared copy of the input).
 pub(crate) fn row_norms_squared(per_sample: &Tensor) -> Result<Tensor> {
     let batch = per_sample.size().first().copied().unwrap_or(0);
     let rows = per_sample
         .f_reshape([batch, -1])?
         .f_to_kind(accumulation_kind(per_sample)?)?;
-    Ok(rows.f_square()?.f_sum_dim_intlist(1, false, None::<Kind>)?)
+    Ok(rows
+        .f_norm_scalaropt_dim(2.0, [1_i64].as_slice(), false)?
+        .f_square()?)
 }
 
 /// The kind norms and sums accumulate in: f64 stays f64, everything else accumulates in f32.
@@ -328,25 +350,87 @@ pub(crate) fn leading_dimension(tensor: &Tensor) -> Result<i64> {
         })
 }
 
+/// The most bytes one Gram matrix `[chunk, T, T]` of [`ghost_outer_norm_squared`] may take: the
+/// batch is processed in chunks, so long sequences do not allocate `[batch, T, T]` at once.
+const GHOST_GRAM_BYTES: i64 = 64 << 20;
+
 /// Sum over `(t, s)` of `left[b] left[b]ᵀ ⊙ right[b] right[b]ᵀ` for `[batch, T, d]` tensors:
 /// the squared Frobenius norm of sum_t right_t left_tᵀ without forming it (Li et al. 2021).
 pub(crate) fn ghost_outer_norm_squared(left: &Tensor, right: &Tensor) -> Result<Tensor> {
-    let kind = accumulation_kind(left)?;
-    let left = left.f_to_kind(kind)?;
-    let right = right.f_to_kind(kind)?;
+    ghost_outer_norm_squared_in_chunks(left, right, GHOST_GRAM_BYTES)
+}
+
+/// [`ghost_outer_norm_squared`] with Gram matrices of at most `gram_bytes` per chunk (at least
+/// one example per chunk).
+fn ghost_outer_norm_squared_in_chunks(
+    left: &Tensor,
+    right: &Tensor,
+    gram_bytes: i64,
+) -> Result<Tensor> {
     if left.size().get(1) == Some(&1) {
-        let left_norm =
-            left.f_square()?
-                .f_sum_dim_intlist([1, 2].as_slice(), false, None::<Kind>)?;
-        let right_norm =
-            right
-                .f_square()?
-                .f_sum_dim_intlist([1, 2].as_slice(), false, None::<Kind>)?;
-        return Ok(left_norm.f_mul(&right_norm)?);
+        // One position: the squared norm of an outer product is the product of the squared
+        // norms, and no Gram matrix is needed.
+        return Ok(row_norms_squared(left)?.f_mul(&row_norms_squared(right)?)?);
     }
-    let left_gram = left.f_bmm(&left.f_transpose(1, 2)?)?;
-    let right_gram = right.f_bmm(&right.f_transpose(1, 2)?)?;
-    Ok(left_gram
-        .f_mul(&right_gram)?
-        .f_sum_dim_intlist([1, 2].as_slice(), false, None::<Kind>)?)
+    let kind = accumulation_kind(left)?;
+    let batch = leading_dimension(left)?;
+    let positions = left.size().get(1).copied().unwrap_or(1).max(1);
+    let per_example = positions * positions * kind.elt_size_in_bytes() as i64;
+    let chunk = (gram_bytes / per_example).clamp(1, batch.max(1));
+    let mut norms = Vec::new();
+    let mut start = 0;
+    while start < batch {
+        let length = chunk.min(batch - start);
+        let left = left.f_narrow(0, start, length)?.f_to_kind(kind)?;
+        let right = right.f_narrow(0, start, length)?.f_to_kind(kind)?;
+        let mut gram = left.f_bmm(&left.f_transpose(1, 2)?)?;
+        let _ = gram.f_mul_(&right.f_bmm(&right.f_transpose(1, 2)?)?)?;
+        norms.push(gram.f_sum_dim_intlist([1, 2].as_slice(), false, None::<Kind>)?);
+        start += length;
+    }
+    concatenate(norms, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// Relative error allowed between two f32 computations of the same squared norms.
+    const TOLERANCE: f64 = 1e-4;
+
+    fn max_relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
+        let difference = (actual - expected).abs().max().double_value(&[]);
+        difference / expected.abs().max().double_value(&[])
+    }
+
+    #[test]
+    fn ghost_norms_in_chunks_match_the_materialized_norms() -> Result<()> {
+        tch::manual_seed(3);
+        let options = (Kind::Float, Device::Cpu);
+        let inputs = Tensor::f_randn([5, 7, 3], options)?;
+        let gradients = Tensor::f_randn([5, 7, 4], options)?;
+        let per_sample = linear_per_sample_weight_gradients(&inputs, &gradients)?;
+        let expected = row_norms_squared(&per_sample)?;
+        let whole = ghost_outer_norm_squared(&inputs, &gradients)?;
+        // 2 examples' Gram matrices per chunk: chunks of 2, 2 and 1.
+        let chunked = ghost_outer_norm_squared_in_chunks(&inputs, &gradients, 2 * 7 * 7 * 4)?;
+        assert_eq!(chunked.size(), vec![5]);
+        assert!(max_relative_error(&whole, &expected) < TOLERANCE);
+        assert!(max_relative_error(&chunked, &expected) < TOLERANCE);
+        Ok(())
+    }
+
+    #[test]
+    fn one_position_ghost_norm_is_the_product_of_the_row_norms() -> Result<()> {
+        tch::manual_seed(4);
+        let options = (Kind::Float, Device::Cpu);
+        let inputs = Tensor::f_randn([6, 1, 5], options)?;
+        let gradients = Tensor::f_randn([6, 1, 2], options)?;
+        let per_sample = linear_per_sample_weight_gradients(&inputs, &gradients)?;
+        let expected = row_norms_squared(&per_sample)?;
+        let ghost = ghost_outer_norm_squared(&inputs, &gradients)?;
+        assert!(max_relative_error(&ghost, &expected) < TOLERANCE);
+        Ok(())
+    }
 }

@@ -251,9 +251,10 @@ impl DpModule for Norm {
         let bias = self.bias.as_ref().map(|parameter| &parameter.tensor);
         let output = self.normalize(xs, weight, bias)?;
         if self.weight.is_some() {
-            context.record(self.id, xs, &output);
+            context.record(self.id, xs, output)
+        } else {
+            Ok(output)
         }
-        Ok(output)
     }
 
     fn parameterized_layers(&self) -> Vec<&dyn DpLayer> {
