@@ -17,9 +17,10 @@ use dp_engine_tch::{
     Microbatch, NormConfig, Sequential, TchEngineError, TensorBatch, TensorDataset, conv2d,
     group_norm, linear, models,
 };
+use dp_sampler::{BatchSampler, Poisson, UserLevelPoisson};
 use dp_trainer::{
     DpSgdConfig, DpTrainer, LearningRateSchedule, NonPrivateConfig, Optimizer, TrainerParts,
-    TrainerRngs, train_non_private,
+    TrainerRngs, TrainingPhase, train_non_private,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -299,12 +300,38 @@ impl TrainingTensors {
     }
 }
 
+/// Whom the private runs of [`train_model`] protect.
+#[derive(Clone, Copy, Debug)]
+pub enum PrivacyUnitSampling<'a> {
+    /// One row of the training tensors: Poisson sampling of rows.
+    Example,
+    /// One user, a group of rows: Poisson sampling of users ([`UserLevelPoisson`]), each
+    /// sampled user contributing at most `max_examples_per_user` uniformly chosen rows.
+    User {
+        /// The rows of each user; every row belongs to at most one user.
+        users: &'a [Vec<usize>],
+        /// Cap on a sampled user's rows in one batch (the sensitivity is this times C).
+        max_examples_per_user: usize,
+    },
+}
+
+impl PrivacyUnitSampling<'_> {
+    /// Number of units sampled from: the rows of `train`, or the users.
+    fn population(&self, train: &TrainingTensors) -> usize {
+        match self {
+            PrivacyUnitSampling::Example => train.num_examples(),
+            PrivacyUnitSampling::User { users, .. } => users.len(),
+        }
+    }
+}
+
 /// How a libtorch model is trained, whatever its architecture and data: batch size, passes,
-/// optimizer, clipping bound, privacy, engine and seed.
+/// optimizer, clipping bound, privacy, privacy unit, engine and seed.
 pub struct TorchTraining<'a> {
-    /// Expected (private, Poisson) or exact (non-private) batch size.
+    /// Expected (private, Poisson) or exact (non-private) batch size, in privacy units (rows,
+    /// or users for user-level sampling).
     pub batch_size: f64,
-    /// Passes over the data (expected passes for Poisson sampling).
+    /// Passes over the data (expected passes over the privacy units for Poisson sampling).
     pub epochs: f64,
     /// Constant learning rate.
     pub learning_rate: f64,
@@ -314,6 +341,8 @@ pub struct TorchTraining<'a> {
     pub max_grad_norm: f64,
     /// Private or not.
     pub privacy: Privacy,
+    /// The unit the private runs protect (ignored by non-private runs).
+    pub unit: PrivacyUnitSampling<'a>,
     /// A libtorch engine (`ndarray` is refused).
     pub engine: EngineChoice,
     /// Seed of the initialization, the sampling and the noise.
@@ -330,6 +359,8 @@ pub struct TrainedTorchModel {
     pub epsilon: Option<f64>,
     /// The calibrated noise multiplier (`None` when not private).
     pub noise_multiplier: Option<f64>,
+    /// Poisson sampling probability q of a privacy unit (`None` when not private).
+    pub sampling_probability: Option<f64>,
     /// Optimizer steps taken.
     pub steps: u64,
     /// Wall-clock seconds of training (evaluation excluded).
@@ -341,10 +372,10 @@ pub struct TrainedTorchModel {
 ///
 /// # Privacy
 ///
-/// Private runs are DP-SGD with Poisson sampling of every row of `train` (the privacy unit is
-/// one row) and flat clipping; σ is calibrated with [`ACCOUNTANT`] by
-/// [`training::calibrated_config`], ε is composed step by step and the trainer refuses a step
-/// beyond the calibrated target.
+/// Private runs are DP-SGD with Poisson sampling of the privacy units of `training.unit` (rows
+/// of `train`, or users) at q = batch size / units, and flat clipping; σ is calibrated with
+/// [`ACCOUNTANT`] by [`training::calibrated_config`] for that q, ε is composed step by step
+/// under add/remove of one unit and the trainer refuses a step beyond the calibrated target.
 ///
 /// # Errors
 ///
@@ -395,7 +426,7 @@ impl TorchTraining<'_> {
                 let config = training::calibrated_config(
                     self.batch_size,
                     self.epochs,
-                    train.num_examples(),
+                    self.unit.population(train),
                     target_epsilon,
                     delta,
                 )?;
@@ -445,6 +476,7 @@ impl TorchTraining<'_> {
             model,
             epsilon: None,
             noise_multiplier: None,
+            sampling_probability: None,
             steps,
             seconds: 0.0,
         })
@@ -461,8 +493,6 @@ impl TorchTraining<'_> {
     where
         E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
     {
-        let steps = config.steps();
-        let progress = RunProgress::new(self.label, steps);
         let parts = TrainerParts {
             engine,
             model,
@@ -472,7 +502,38 @@ impl TorchTraining<'_> {
             optimizer: self.optimizer.clone(),
             schedule,
         };
-        let mut trainer = DpTrainer::new(parts, config, TrainerRngs::seeded(self.seed))?;
+        let q = config.sampling_probability();
+        match self.unit {
+            PrivacyUnitSampling::Example => {
+                let sampler = Poisson::new(train.num_examples(), q)?;
+                self.run_private(parts, config, sampler)
+            }
+            PrivacyUnitSampling::User {
+                users,
+                max_examples_per_user,
+            } => {
+                let sampler = UserLevelPoisson::new(users.to_vec(), q, max_examples_per_user)?;
+                self.run_private(parts, config, sampler)
+            }
+        }
+    }
+
+    /// Runs every step of `config` with `sampler`, whose privacy unit the events protect.
+    fn run_private<E, S>(
+        &self,
+        parts: TrainerParts<E, TensorDataset, FlatClip, RdpAccountant>,
+        config: &DpSgdConfig,
+        sampler: S,
+    ) -> Result<TrainedTorchModel>
+    where
+        E: PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
+        S: BatchSampler,
+    {
+        let steps = config.steps();
+        let progress = RunProgress::new(self.label, steps);
+        let phase = TrainingPhase::new(sampler, config.noise_multiplier(), steps)?;
+        let mut trainer =
+            DpTrainer::with_schedule(parts, config, vec![phase], TrainerRngs::seeded(self.seed))?;
         let every = (steps / 100).max(1);
         while trainer.step_count() < steps {
             let report = trainer.step_once()?;
@@ -496,6 +557,7 @@ impl TorchTraining<'_> {
             model: trainer.into_parts().model,
             epsilon: Some(epsilon),
             noise_multiplier: Some(config.noise_multiplier()),
+            sampling_probability: Some(config.sampling_probability()),
             steps,
             seconds: 0.0,
         })
@@ -545,6 +607,7 @@ impl CnnRun<'_> {
             optimizer: Optimizer::sgd(self.spec.momentum)?,
             max_grad_norm: self.spec.max_grad_norm,
             privacy: self.privacy,
+            unit: PrivacyUnitSampling::Example,
             engine: self.engine,
             seed: self.seed,
             label: self.label,

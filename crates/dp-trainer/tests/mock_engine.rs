@@ -1,7 +1,7 @@
 //! Trainer logic against a recording mock engine: the noise std is σ·C, the noisy sum is divided
 //! by the expected batch size q·N (even for an empty batch), the clipped sum uses the clip
 //! factors, virtual steps draw noise once per logical step, and the accountant composes exactly
-//! one event per logical step.
+//! one event per logical step; user-level sampling with one example per user divides by q·users.
 
 use dp_accountant::{DpEvent, NeighbouringRelation, PrivacyAccountant, RdpAccountant};
 use dp_clip::FlatClip;
@@ -9,9 +9,10 @@ use dp_engine::{
     EngineError, ExampleBatch, ExampleSource, NormMatrix, ParameterGroup, ParameterView,
     PerSampleGradEngine, PerSampleNorms, ScaleVector,
 };
-use dp_sampler::NoiseMode;
+use dp_sampler::{BatchSampler, NoiseMode, PrivacyUnit, UserLevelPoisson};
 use dp_trainer::{
     DpSgdConfig, DpTrainer, LearningRateSchedule, Optimizer, TrainerParts, TrainerRngs,
+    TrainingPhase,
 };
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -145,6 +146,8 @@ type MockTrainer = DpTrainer<
     dp_sampler::SeededRng,
 >;
 
+type MockParts = TrainerParts<RecordingEngine, MockData, FlatClip, RdpAccountant>;
+
 fn trainer(
     gradient_norm: f64,
     max_grad_norm: f64,
@@ -152,6 +155,18 @@ fn trainer(
     dataset_size: usize,
     seed: u64,
 ) -> (MockTrainer, Rc<RefCell<Log>>) {
+    let (parts, log) = parts(gradient_norm, max_grad_norm, dataset_size);
+    (
+        DpTrainer::new(parts, config, TrainerRngs::seeded(seed)).expect("valid test setup"),
+        log,
+    )
+}
+
+fn parts(
+    gradient_norm: f64,
+    max_grad_norm: f64,
+    dataset_size: usize,
+) -> (MockParts, Rc<RefCell<Log>>) {
     let log = Rc::new(RefCell::new(Log::default()));
     let parts = TrainerParts {
         engine: RecordingEngine {
@@ -169,14 +184,20 @@ fn trainer(
         optimizer: Optimizer::sgd(0.0).expect("valid test setup"),
         schedule: LearningRateSchedule::constant(1.0).expect("valid test setup"),
     };
-    (
-        DpTrainer::new(parts, config, TrainerRngs::seeded(seed)).expect("valid test setup"),
-        log,
-    )
+    (parts, log)
 }
 
 /// With SGD at learning rate 1 the update is minus the noisy mean gradient.
-fn update_stats(trainer: &MockTrainer) -> (f64, f64) {
+fn update_stats<S: BatchSampler>(
+    trainer: &DpTrainer<
+        RecordingEngine,
+        MockData,
+        S,
+        FlatClip,
+        RdpAccountant,
+        dp_sampler::SeededRng,
+    >,
+) -> (f64, f64) {
     let values = &trainer.model().values;
     let mean = values.iter().map(|&v| -f64::from(v)).sum::<f64>() / DIM as f64;
     let var = values
@@ -278,5 +299,61 @@ fn virtual_steps_draw_noise_once_and_compose_once_per_logical_step() {
     assert!(
         trainer.step_once().is_err(),
         "a step past the schedule must be refused"
+    );
+}
+
+#[test]
+fn user_level_sampling_with_one_example_per_user_divides_by_q_times_users() {
+    // 300 users of 5 examples each: a sampled user brings one of them, so a whole user moves the
+    // clipped sum by at most C, and the expected batch is q·users, not q·examples.
+    let (sigma, clip_norm, users, per_user) = (1.3, 0.5, 300, 5);
+    let population: Vec<Vec<usize>> = (0..users)
+        .map(|user| (user * per_user..(user + 1) * per_user).collect())
+        .collect();
+    let step = |q: f64, seed: u64| {
+        let config = DpSgdConfig::new(sigma, q, 1, 1e-5)
+            .unwrap()
+            .with_noise_mode(NoiseMode::Fast);
+        let sampler = UserLevelPoisson::new(population.clone(), q, 1).unwrap();
+        assert_eq!(
+            sampler.privacy_unit(),
+            PrivacyUnit::User {
+                max_examples_per_user: 1
+            }
+        );
+        assert_eq!(sampler.expected_batch_size(), q * users as f64);
+        let phase = TrainingPhase::new(sampler, sigma, 1).unwrap();
+        let (parts, log) = parts(4.0, clip_norm, users * per_user);
+        let mut trainer =
+            DpTrainer::with_schedule(parts, &config, vec![phase], TrainerRngs::seeded(seed))
+                .unwrap();
+        trainer.step_once().unwrap();
+        let realized = log.borrow().norms_calls.iter().sum::<usize>();
+        (trainer, realized)
+    };
+    // Every user sampled: one example each.
+    let (_, realized) = step(1.0, 1);
+    assert_eq!(realized, users);
+
+    let q = 0.2;
+    let (trainer, realized) = step(q, 9);
+    assert!(realized > 0 && realized < users, "{realized}");
+    let (mean, std) = update_stats(&trainer);
+    let expected_batch = q * users as f64;
+    let expected_mean = realized as f64 * clip_norm / (DIM as f64).sqrt() / expected_batch;
+    let expected_std = sigma * clip_norm / expected_batch;
+    assert!(
+        (std / expected_std - 1.0).abs() < STD_RELATIVE_TOLERANCE,
+        "std {std} vs {expected_std}"
+    );
+    let mean_tolerance = 6.0 * expected_std / (DIM as f64).sqrt();
+    assert!(
+        (mean - expected_mean).abs() < mean_tolerance,
+        "mean {mean} vs {expected_mean}"
+    );
+    // The step is accounted at the user sampling probability.
+    assert_eq!(
+        trainer.accountant().ledger().entries()[0].event,
+        DpEvent::gaussian(sigma).poisson_sampled(q)
     );
 }

@@ -7,6 +7,11 @@
 //! sequence holding at most one canary insertion; with `--engine ndarray` it is a fixed-context
 //! character MLP on the pure-Rust engine, whose privacy unit is one (context window, next
 //! character) pair.
+//!
+//! The LSTM also trains at user level (McMahan et al. 2018): every corpus sequence is its own
+//! user and each canary's copies are one user, sampled with `dp_sampler::UserLevelPoisson`
+//! at one example per sampled user, so the guarantee covers a canary however often it was
+//! inserted.
 
 // Without the `torch` feature nothing trains the LSTM, but its configuration is still parsed
 // and its sequences still tested.
@@ -32,8 +37,8 @@ use serde::Deserialize;
 use self::char_lstm::LstmSpec;
 use self::char_mlp::{MlpSpec, MlpTrainer};
 use self::char_model::{
-    ALPHABET, CanaryCorpus, CharEncoder, CharModelTrainer, ModelDescription, SecretTreeScorer,
-    TrainedCharModel,
+    ALPHABET, CanaryCorpus, CharEncoder, CharModelTrainer, ModelDescription, PrivacyLevel,
+    SecretTreeScorer, TrainedCharModel,
 };
 use super::{ExperimentContext, parameters, run_seed};
 use crate::EngineChoice;
@@ -50,8 +55,11 @@ pub const TEXT_ENV: &str = "DP_EXPERIMENTS_TEXT";
 struct Parameters {
     /// δ of every private run.
     delta: f64,
-    /// Target ε of the private runs (a non-private run always comes first).
+    /// Target ε of the example-level private runs (a non-private run always comes first).
     epsilons: Vec<f64>,
+    /// Target ε of the user-level private runs (character LSTM only; each canary's copies are
+    /// one user).
+    user_level_epsilons: Vec<f64>,
     /// Characters of the corpus used for training, before the canaries are inserted.
     train_characters: usize,
     /// Characters of held-out text following the training slice, for the test loss.
@@ -122,23 +130,33 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
     let prefix: Vec<char> = format.prefix().chars().collect();
     let search = ExtractionSearch::beam(parameters.beam_width, parameters.candidate_budget)?;
 
-    let mut privacies = vec![Privacy::NonPrivate];
+    let private = |target_epsilon: f64| Privacy::Private {
+        target_epsilon,
+        delta: parameters.delta,
+    };
+    let mut privacies = vec![(PrivacyLevel::Example, Privacy::NonPrivate)];
     privacies.extend(
         parameters
             .epsilons
             .iter()
-            .map(|&target_epsilon| Privacy::Private {
-                target_epsilon,
-                delta: parameters.delta,
-            }),
+            .map(|&epsilon| (PrivacyLevel::Example, private(epsilon))),
     );
+    // Models without users (the MLP) skip the user-level runs; the report says so.
+    if description.user_privacy_unit.is_some() {
+        privacies.extend(
+            parameters
+                .user_level_epsilons
+                .iter()
+                .map(|&epsilon| (PrivacyLevel::User, private(epsilon))),
+        );
+    }
     let mut runs = Vec::new();
     let mut rows = Vec::new();
     let mut models = Vec::new();
-    for (index, privacy) in privacies.into_iter().enumerate() {
+    for (index, (level, privacy)) in privacies.into_iter().enumerate() {
         let seed = run_seed(context.seed, &context.name, index as u64 + 1);
-        let label = format!("{} {}", description.name, privacy.label());
-        let trained = trainer.train(privacy, seed, &label)?;
+        let label = run_label(description.name, level, privacy);
+        let trained = trainer.train(privacy, level, seed, &label)?;
         let attack_started = Instant::now();
         let scorer = SecretTreeScorer::new(
             trained.model.as_ref(),
@@ -158,7 +176,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
             .map(|secret| measure(secret))
             .collect::<Result<Vec<_>>>()?;
         let seconds = trained.seconds + attack_started.elapsed().as_secs_f64();
-        let attack_summary = RunProgress::new(&format!("attacks {}", privacy.label()), 1);
+        let attack_summary = RunProgress::new(&format!("attacks {label}"), 1);
         attack_summary.finish(&format!(
             "test loss {:.3} bits/char; exposure {}; never inserted mean {:.2}",
             trained.test_loss / std::f64::consts::LN_2,
@@ -177,9 +195,17 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
             mean(baseline.iter().map(|m| m.exposure)),
         ));
 
-        let mut details = trainer.details(privacy);
+        let mut details = trainer.details(privacy, level);
         details.insert("model".to_owned(), description.architecture.clone());
-        details.insert("privacy_unit".to_owned(), description.privacy_unit.clone());
+        let unit = match level {
+            PrivacyLevel::Example => Some(&description.privacy_unit),
+            PrivacyLevel::User => description.user_privacy_unit.as_ref(),
+        };
+        details.insert("privacy_unit".to_owned(), unit.cloned().unwrap_or_default());
+        if let Some(q) = trained.sampling_probability {
+            details.insert("privacy_level".to_owned(), level.name().to_owned());
+            details.insert("sampling_probability".to_owned(), q.to_string());
+        }
         details.insert("data_seed".to_owned(), data_seed.to_string());
         details.insert(
             "exposure_method".to_owned(),
@@ -263,6 +289,11 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
         ));
         rows.push(table_row(&label, &trained, &inserted, &baseline, seconds));
         models.push(ModelResult {
+            level,
+            target_epsilon: match privacy {
+                Privacy::NonPrivate => None,
+                Privacy::Private { target_epsilon, .. } => Some(target_epsilon),
+            },
             epsilon: trained.epsilon,
             inserted,
             baseline,
@@ -273,6 +304,7 @@ pub fn run(context: &ExperimentContext, parameters_value: toml::Value) -> Result
     let mut header = vec![
         "run".to_owned(),
         "ε".to_owned(),
+        "q".to_owned(),
         "σ".to_owned(),
         "steps".to_owned(),
         "test bits/char".to_owned(),
@@ -341,8 +373,24 @@ fn model_trainer(
     }
 }
 
+/// The label of a run, e.g. `char-lstm eps=2` or `char-lstm user-level eps=2`.
+fn run_label(name: &str, level: PrivacyLevel, privacy: Privacy) -> String {
+    match (level, privacy) {
+        (PrivacyLevel::User, Privacy::Private { .. }) => {
+            format!("{name} {} {}", level.name(), privacy.label())
+        }
+        _ => format!("{name} {}", privacy.label()),
+    }
+}
+
 /// The attack results of one trained model.
 struct ModelResult {
+    /// Whom the run protects (meaningless for the non-private run, which is `Example`).
+    level: PrivacyLevel,
+    /// The ε the run was calibrated for (`None` when not private): runs of the two levels
+    /// with the same target are compared.
+    target_epsilon: Option<f64>,
+    /// The ε the run spent.
     epsilon: Option<f64>,
     inserted: Vec<CanaryMeasure>,
     baseline: Vec<CanaryMeasure>,
@@ -457,6 +505,9 @@ fn table_row(
             .epsilon
             .map_or("∞ (not private)".to_owned(), |e| format!("{e:.2}")),
         trained
+            .sampling_probability
+            .map_or("-".to_owned(), |q| format!("{q:.4}")),
+        trained
             .noise_multiplier
             .map_or("-".to_owned(), |s| format!("{s:.3}")),
         trained.steps.to_string(),
@@ -504,6 +555,30 @@ fn describe(
              sequence per insertion instead."
         )
     };
+    let user_level = match (
+        &description.user_privacy_unit,
+        &parameters.user_level_epsilons,
+    ) {
+        (_, epsilons) if epsilons.is_empty() => String::new(),
+        (None, _) => format!(
+            "\n\nThe user-level runs (ε in {:?}) need the character LSTM (a libtorch engine): \
+             the {} model has no users, so they were skipped.",
+            parameters.user_level_epsilons, description.name
+        ),
+        (Some(user), epsilons) => format!(
+            "\n\n**User-level runs (ε in {epsilons:?}): the unit is {user}.** This is the unit \
+             of federated learning (McMahan et al. 2018; Stock et al. 2022): every copy of a \
+             secret comes from one contributor. Batches are Poisson samples of users \
+             (`dp_sampler::UserLevelPoisson`) at q = expected users per batch / users, each \
+             sampled user bringing one uniformly chosen sequence, so the clipped sum moves by \
+             at most C when a whole user is added or removed; σ is calibrated with the same \
+             accountant for that q and step count, and the noisy sum is divided by the \
+             expected batch q × users. The (ε, δ) guarantee then covers a canary with all its \
+             k copies, and contribution bounding is what pays for it: a sampled canary user \
+             brings one copy, so a canary inserted k times reaches the model about as often as \
+             one inserted once."
+        ),
+    };
     format!(
         "Data: {source}, lower-cased onto the {}-character alphabet {:?} (other characters \
          become spaces); the first {} characters (cut to whole lines) for training and the next \
@@ -516,7 +591,7 @@ fn describe(
          Gaussian noise, σ calibrated with the {} accountant so that ε(δ = {}) meets the \
          target; the non-private run uses shuffled mini-batches. Engine: `{}` (`--engine`). \
          Seeds: each run's seed is in `results.json` (data seed under `details`).\n\n\
-         **Unit of privacy: {}.** {unit}\n\n\
+         **Unit of privacy: {}.** {unit}{user_level}\n\n\
          Exposure = log2 |R| − log2 rank, with the rank computed **exactly** among all 10^6 \
          secrets (the model scores the whole tree of digit prefixes in batches), maximum \
          log2 10^6 ≈ 19.93; the never-inserted secrets have expected exposure 1/ln 2 ≈ 1.44 \
@@ -578,10 +653,9 @@ fn findings(
             if met { "met" } else { "missed" }
         ));
     }
-    for model in models
-        .iter()
-        .filter(|model| model.epsilon.is_some_and(|e| e <= 2.0 + 1e-9))
-    {
+    for model in models.iter().filter(|model| {
+        model.level == PrivacyLevel::Example && model.epsilon.is_some_and(|e| e <= 2.0 + 1e-9)
+    }) {
         let epsilon = model.epsilon.unwrap_or(f64::NAN);
         let baseline_max = model
             .baseline
@@ -621,6 +695,61 @@ fn findings(
             cells.join("; ")
         ));
     }
+    for model in models
+        .iter()
+        .filter(|model| model.level == PrivacyLevel::User)
+    {
+        let epsilon = model.epsilon.unwrap_or(f64::NAN);
+        let baseline_max = model
+            .baseline
+            .iter()
+            .map(|m| m.exposure)
+            .fold(0.0, f64::max);
+        let cells: Vec<String> = canaried
+            .canaries
+            .iter()
+            .zip(&model.inserted)
+            .enumerate()
+            .map(|(index, (canary, m))| {
+                let near = m.exposure <= baseline_max && !m.extracted;
+                let example_level = models
+                    .iter()
+                    .find(|other| {
+                        other.level == PrivacyLevel::Example
+                            && other.target_epsilon == model.target_epsilon
+                    })
+                    .map_or(String::new(), |other| {
+                        let measured = &other.inserted[index];
+                        format!(
+                            "; example-level at the same ε: {:.2}{}",
+                            measured.exposure,
+                            if measured.extracted {
+                                ", extracted"
+                            } else {
+                                ""
+                            }
+                        )
+                    });
+                format!(
+                    "k = {} (one user, ε ≤ {epsilon:.0}): {:.2}{} ({}{example_level})",
+                    canary.repetitions,
+                    m.exposure,
+                    if m.extracted { ", extracted" } else { "" },
+                    match (near, epsilon <= 2.0 + 1e-9) {
+                        (true, true) => "within the never-inserted range, met",
+                        (true, false) => "within the never-inserted range",
+                        (false, true) => "above it, missed",
+                        (false, false) => "above it",
+                    },
+                )
+            })
+            .collect();
+        text.push_str(&format!(
+            "- User level, ε = {epsilon:.2}: never-inserted exposures up to {baseline_max:.2}; \
+             {}.\n",
+            cells.join("; ")
+        ));
+    }
     text.push('\n');
     text
 }
@@ -635,6 +764,13 @@ fn exposure_chart(
     space_size: u64,
 ) -> LineChart {
     let private: Vec<&ModelResult> = models.iter().filter(|m| m.epsilon.is_some()).collect();
+    let at_level = |level: PrivacyLevel| -> Vec<&ModelResult> {
+        private
+            .iter()
+            .copied()
+            .filter(|m| m.level == level)
+            .collect()
+    };
     let (low, high) = private
         .iter()
         .filter_map(|m| m.epsilon)
@@ -653,21 +789,30 @@ fn exposure_chart(
             });
         }
     }
-    for (index, canary) in canaried.canaries.iter().enumerate() {
-        series.push(Series {
-            label: format!("k = {}, DP-SGD", canary.repetitions),
-            points: private
-                .iter()
-                .filter_map(|m| Some((m.epsilon?, m.inserted[index].exposure)))
-                .collect(),
-        });
+    for (level, name) in [
+        (PrivacyLevel::Example, "example-level DP-SGD"),
+        (PrivacyLevel::User, "user-level DP-SGD"),
+    ] {
+        let runs = at_level(level);
+        if runs.is_empty() {
+            continue;
+        }
+        for (index, canary) in canaried.canaries.iter().enumerate() {
+            series.push(Series {
+                label: format!("k = {}, {name}", canary.repetitions),
+                points: runs
+                    .iter()
+                    .filter_map(|m| Some((m.epsilon?, m.inserted[index].exposure)))
+                    .collect(),
+            });
+        }
     }
     series.push(Series {
         label: format!(
             "k = 0, mean of {} never-inserted secrets",
             parameters.never_inserted
         ),
-        points: private
+        points: at_level(PrivacyLevel::Example)
             .iter()
             .filter_map(|m| Some((m.epsilon?, mean(m.baseline.iter().map(|b| b.exposure)))))
             .collect(),
@@ -724,6 +869,30 @@ mod tests {
         }
         assert_eq!(profile("default").repetitions, vec![1, 10, 100]);
         assert_eq!(profile("default").epsilons, vec![8.0, 4.0, 2.0, 1.0]);
+        // User level at the issue's target ε = 2 in every profile.
+        for name in ["smoke", "default", "full"] {
+            assert!(profile(name).user_level_epsilons.contains(&2.0), "{name}");
+        }
+    }
+
+    #[test]
+    fn user_level_runs_carry_their_level_in_the_label() {
+        let private = Privacy::Private {
+            target_epsilon: 2.0,
+            delta: 1e-5,
+        };
+        assert_eq!(
+            run_label("char-lstm", PrivacyLevel::User, private),
+            "char-lstm user-level eps=2"
+        );
+        assert_eq!(
+            run_label("char-lstm", PrivacyLevel::Example, private),
+            "char-lstm eps=2"
+        );
+        assert_eq!(
+            run_label("char-lstm", PrivacyLevel::User, Privacy::NonPrivate),
+            "char-lstm non-private"
+        );
     }
 
     fn measure(exposure: f64, extracted: bool) -> CanaryMeasure {
@@ -742,6 +911,7 @@ mod tests {
             engine: "none".to_owned(),
             architecture: String::new(),
             privacy_unit: String::new(),
+            user_privacy_unit: None,
             examples_per_insertion,
             training_examples: 0,
             test_examples: 0,
@@ -764,18 +934,39 @@ mod tests {
         .unwrap();
         let models = [
             ModelResult {
+                level: PrivacyLevel::Example,
+                target_epsilon: None,
                 epsilon: None,
                 inserted: vec![measure(10.0, false), measure(19.93, true)],
                 baseline: vec![measure(1.0, false), measure(3.0, false)],
             },
             ModelResult {
+                level: PrivacyLevel::Example,
+                target_epsilon: Some(2.0),
                 epsilon: Some(2.0),
                 inserted: vec![measure(2.0, false), measure(19.93, true)],
                 baseline: vec![measure(1.0, false), measure(3.0, false)],
             },
             ModelResult {
+                level: PrivacyLevel::Example,
+                target_epsilon: Some(8.0),
                 epsilon: Some(8.0),
                 inserted: vec![measure(9.0, false), measure(19.93, true)],
+                baseline: vec![measure(1.0, false)],
+            },
+            ModelResult {
+                level: PrivacyLevel::User,
+                target_epsilon: Some(2.0),
+                // Spent ε falls a little short of the target, and differs between runs.
+                epsilon: Some(1.999_99),
+                inserted: vec![measure(1.5, false), measure(2.5, false)],
+                baseline: vec![measure(1.0, false), measure(3.0, false)],
+            },
+            ModelResult {
+                level: PrivacyLevel::User,
+                target_epsilon: Some(8.0),
+                epsilon: Some(7.999_99),
+                inserted: vec![measure(1.5, false), measure(4.0, false)],
                 baseline: vec![measure(1.0, false)],
             },
         ];
@@ -795,7 +986,22 @@ mod tests {
         );
         assert!(text.contains("k = 100 (a group of 100 examples, group ε ≤ 200): 19.93, extracted (above it, missed: a group-privacy effect)"), "{text}");
         // Only ε ≤ 2 is judged against the baseline.
-        assert!(!text.contains("ε = 8.00"), "{text}");
+        assert!(!text.contains("- ε = 8.00"), "{text}");
+        // User level: every ε is listed, next to the example-level run of the same ε, and only
+        // ε ≤ 2 gets a verdict.
+        assert!(
+            text.contains(
+                "- User level, ε = 2.00: never-inserted exposures up to 3.00; k = 1 (one user, \
+                 ε ≤ 2): 1.50 (within the never-inserted range, met; example-level at the same \
+                 ε: 2.00); k = 100 (one user, ε ≤ 2): 2.50 (within the never-inserted range, \
+                 met; example-level at the same ε: 19.93, extracted)."
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("k = 100 (one user, ε ≤ 8): 4.00 (above it; example-level"),
+            "{text}"
+        );
         // With the window unit of the MLP, one insertion is a group of many examples.
         let windows = findings(&canaried, &models, &description(37), 1_000_000);
         assert!(

@@ -3,7 +3,9 @@
 //!
 //! The privacy unit is one fixed-length sequence, and every insertion of a canary is one whole
 //! sequence of its own (the canary line at a line start, followed by the text that followed the
-//! insertion point), so a canary inserted `k` times is a group of exactly `k` examples.
+//! insertion point), so a canary inserted `k` times is a group of exactly `k` examples. In the
+//! user-level runs the unit is a user instead ([`CharSequences::users`]): each corpus sequence is
+//! its own user and the `k` sequences of one canary are one user.
 
 #[cfg(feature = "torch")]
 mod libtorch;
@@ -77,12 +79,29 @@ pub struct CharSequences {
     pub targets: Array2<usize>,
     /// How many of the rows (the first ones) were cut from the corpus; the rest hold canaries.
     pub corpus_sequences: usize,
+    /// For each canary row (row `corpus_sequences + i` is entry `i`), the index of its canary
+    /// in [`CanariedText::canaries`](dp_data::canary::CanariedText).
+    pub canary_of_row: Vec<usize>,
 }
 
 impl CharSequences {
     /// Number of sequences.
     pub fn len(&self) -> usize {
         self.inputs.nrows()
+    }
+
+    /// The users of the user-level runs, as row indices: one user per corpus sequence, then one
+    /// user per canary holding every sequence of that canary (the `k` copies of a secret come
+    /// from one contributor). Every row belongs to exactly one user.
+    pub fn users(&self) -> Vec<Vec<usize>> {
+        let canaries = self.canary_of_row.iter().max().map_or(0, |&last| last + 1);
+        let mut users: Vec<Vec<usize>> = (0..self.corpus_sequences).map(|row| vec![row]).collect();
+        let mut canary_users = vec![Vec::new(); canaries];
+        for (offset, &canary) in self.canary_of_row.iter().enumerate() {
+            canary_users[canary].push(self.corpus_sequences + offset);
+        }
+        users.extend(canary_users);
+        users
     }
 }
 
@@ -101,6 +120,7 @@ pub fn test_sequences(
         corpus_sequences: windows.len(),
         inputs: windows.inputs,
         targets: windows.targets,
+        canary_of_row: Vec::new(),
     })
 }
 
@@ -143,14 +163,15 @@ pub fn training_sequences(
     )?;
     // Every insertion with its offset in the canaried text, in text order; subtracting the
     // lines inserted before it gives its insertion point in the base text.
-    let mut insertions: Vec<(usize, &str)> = canaried
+    let mut insertions: Vec<(usize, &str, usize)> = canaried
         .canaries
         .iter()
-        .flat_map(|canary| {
+        .enumerate()
+        .flat_map(|(index, canary)| {
             canary
                 .offsets
                 .iter()
-                .map(move |&offset| (offset, canary.text.as_str()))
+                .map(move |&offset| (offset, canary.text.as_str(), index))
         })
         .collect();
     insertions.sort_unstable();
@@ -158,7 +179,7 @@ pub fn training_sequences(
     let newline = encoder.token('\n');
     let mut inserted_before = 0;
     let mut canary_rows = Vec::with_capacity(insertions.len() * (sequence_length + 1));
-    for (offset, text) in &insertions {
+    for (offset, text, _) in &insertions {
         ensure!(
             canaried.text.get(*offset..offset + text.len()) == Some(*text),
             "canary offset {offset} does not point at its canary"
@@ -181,6 +202,7 @@ pub fn training_sequences(
         inputs: stack(&base_windows.inputs, &canary_windows.0)?,
         targets: stack(&base_windows.targets, &canary_windows.1)?,
         corpus_sequences,
+        canary_of_row: insertions.iter().map(|&(_, _, canary)| canary).collect(),
     })
 }
 
@@ -280,6 +302,28 @@ mod tests {
             let count = seen.iter().filter(|text| **text == canary.text).count();
             assert_eq!(count, canary.repetitions);
         }
+        // Users: one per corpus sequence, then one per canary holding exactly its rows.
+        let users = sequences.users();
+        assert_eq!(users.len(), sequences.corpus_sequences + 2);
+        for (row, user) in users[..sequences.corpus_sequences].iter().enumerate() {
+            assert_eq!(user, &vec![row]);
+        }
+        for (canary, user) in canaried
+            .canaries
+            .iter()
+            .zip(&users[sequences.corpus_sequences..])
+        {
+            assert_eq!(user.len(), canary.repetitions);
+            for &row in user {
+                assert!(
+                    rows[row].starts_with(&format!("\n{}\n", canary.text)),
+                    "{row}"
+                );
+            }
+        }
+        let mut every_row: Vec<usize> = users.into_iter().flatten().collect();
+        every_row.sort_unstable();
+        assert_eq!(every_row, (0..sequences.len()).collect::<Vec<_>>());
         // Too short to hold the canary line between two line breaks.
         assert!(training_sequences(&encoder, &corpus, 8).is_err());
     }

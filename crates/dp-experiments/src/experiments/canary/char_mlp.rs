@@ -15,8 +15,8 @@ use ndarray::{Array2, ArrayViewMut1, Axis};
 use serde::Deserialize;
 
 use super::char_model::{
-    CanaryCorpus, CharEncoder, CharModelTrainer, ModelDescription, NextCharModel, TrainedCharModel,
-    log_softmax,
+    CanaryCorpus, CharEncoder, CharModelTrainer, ModelDescription, NextCharModel, PrivacyLevel,
+    TrainedCharModel, log_softmax,
 };
 use crate::training::{self, ENGINE, Privacy, TrainingSpec};
 
@@ -183,6 +183,7 @@ impl MlpTrainer {
                 model.hidden
             ),
             privacy_unit: "one (context window, next character) pair".to_owned(),
+            user_privacy_unit: None,
             examples_per_insertion,
             training_examples: train.labels().len(),
             test_examples: test.labels().len(),
@@ -212,11 +213,21 @@ impl CharModelTrainer for MlpTrainer {
         &self.description
     }
 
-    fn details(&self, privacy: Privacy) -> BTreeMap<String, String> {
+    fn details(&self, privacy: Privacy, _level: PrivacyLevel) -> BTreeMap<String, String> {
         super::super::mnist::training_details(&self.spec.training, privacy)
     }
 
-    fn train(&self, privacy: Privacy, seed: u64, label: &str) -> Result<TrainedCharModel> {
+    fn train(
+        &self,
+        privacy: Privacy,
+        level: PrivacyLevel,
+        seed: u64,
+        label: &str,
+    ) -> Result<TrainedCharModel> {
+        ensure!(
+            level == PrivacyLevel::Example,
+            "the character MLP has no users: its runs are example-level only"
+        );
         let started = Instant::now();
         let trained = training::train_mlp(
             &self.train,
@@ -235,6 +246,10 @@ impl CharModelTrainer for MlpTrainer {
             test_loss,
             epsilon: trained.epsilon,
             noise_multiplier: trained.noise_multiplier,
+            // Poisson sampling of windows at q = batch size / windows (`training::train_mlp`).
+            sampling_probability: trained
+                .epsilon
+                .map(|_| self.spec.training.batch_size / self.description.training_examples as f64),
             steps: trained.steps,
             seconds: started.elapsed().as_secs_f64(),
         })

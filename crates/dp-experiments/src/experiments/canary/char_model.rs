@@ -91,6 +91,27 @@ pub struct CanaryCorpus<'a> {
     pub test: &'a str,
 }
 
+/// Whom a private run protects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrivacyLevel {
+    /// Example-level DP: the unit is one training example ([`ModelDescription::privacy_unit`]),
+    /// so a canary inserted `k` times is a group of `k` units.
+    Example,
+    /// User-level DP: the unit is one contributor ([`ModelDescription::user_privacy_unit`]),
+    /// who holds every copy of a canary; a sampled user contributes one of its examples.
+    User,
+}
+
+impl PrivacyLevel {
+    /// `example-level` or `user-level`, for labels and results.
+    pub fn name(self) -> &'static str {
+        match self {
+            PrivacyLevel::Example => "example-level",
+            PrivacyLevel::User => "user-level",
+        }
+    }
+}
+
 /// A trained character model with what the report needs of its training.
 pub struct TrainedCharModel {
     /// The model, as the attacks query it.
@@ -101,6 +122,8 @@ pub struct TrainedCharModel {
     pub epsilon: Option<f64>,
     /// The calibrated noise multiplier (`None` when not private).
     pub noise_multiplier: Option<f64>,
+    /// Poisson sampling probability q of one privacy unit (`None` when not private).
+    pub sampling_probability: Option<f64>,
     /// Optimizer steps taken.
     pub steps: u64,
     /// Wall-clock seconds of training and of the test loss.
@@ -115,8 +138,11 @@ pub struct ModelDescription {
     pub engine: String,
     /// The architecture in one sentence.
     pub architecture: String,
-    /// What one training example (the unit DP-SGD protects) is.
+    /// What one training example (the unit example-level DP-SGD protects) is.
     pub privacy_unit: String,
+    /// What one user (the unit of [`PrivacyLevel::User`]) is, with the number of users and the
+    /// cap on a sampled user's examples; `None` when the model has no user-level runs.
+    pub user_privacy_unit: Option<String>,
     /// Training examples one insertion of a canary line touches.
     pub examples_per_insertion: usize,
     /// Training examples, canaries included.
@@ -134,20 +160,28 @@ pub trait CharModelTrainer {
     /// What the report says about the model.
     fn description(&self) -> &ModelDescription;
 
-    /// The `details` of a run's records (hyper-parameters, sampler, noise mode, clipping).
-    fn details(&self, privacy: Privacy) -> BTreeMap<String, String>;
+    /// The `details` of a run's records (hyper-parameters, sampler, noise mode, clipping,
+    /// privacy unit).
+    fn details(&self, privacy: Privacy, level: PrivacyLevel) -> BTreeMap<String, String>;
 
     /// Trains a fresh model from `seed` and measures its test loss.
     ///
     /// # Privacy
     ///
     /// Private runs are DP-SGD whose unit is one training example as
-    /// [`ModelDescription::privacy_unit`] states.
+    /// [`ModelDescription::privacy_unit`] states, or with [`PrivacyLevel::User`] one user as
+    /// [`ModelDescription::user_privacy_unit`] states (`level` is ignored by non-private runs).
     ///
     /// # Errors
     ///
-    /// Invalid hyper-parameters; training errors.
-    fn train(&self, privacy: Privacy, seed: u64, label: &str) -> Result<TrainedCharModel>;
+    /// Invalid hyper-parameters; a user-level run of a model without users; training errors.
+    fn train(
+        &self,
+        privacy: Privacy,
+        level: PrivacyLevel,
+        seed: u64,
+        label: &str,
+    ) -> Result<TrainedCharModel>;
 }
 
 /// `ln softmax(logits)` in f64, clamped at 0 against rounding.

@@ -12,14 +12,20 @@ use dp_trainer::Optimizer;
 use ndarray::Array2;
 
 use super::super::char_model::{
-    CanaryCorpus, CharEncoder, CharModelTrainer, ModelDescription, NextCharModel, TrainedCharModel,
+    CanaryCorpus, CharEncoder, CharModelTrainer, ModelDescription, NextCharModel, PrivacyLevel,
+    TrainedCharModel,
 };
 use super::{CharSequences, LstmSpec, test_sequences, training_sequences};
 use crate::EngineChoice;
 use crate::torch_training::{
-    self, TorchTraining, TrainingTensors, engine_name, privacy_details, train_model,
+    self, PrivacyUnitSampling, TorchTraining, TrainingTensors, engine_name, privacy_details,
+    train_model,
 };
 use crate::training::Privacy;
+
+/// Examples a sampled user contributes to a batch in the user-level runs: one, chosen uniformly
+/// among its sequences, so the clipped sum's sensitivity to a whole user stays C.
+const MAX_EXAMPLES_PER_USER: usize = 1;
 
 /// Sequences per forward pass when scoring contexts or measuring the test loss: small enough
 /// for the activations of a step to stay in cache (on one core, twice as fast as 8192).
@@ -31,6 +37,8 @@ pub struct LstmTrainer {
     encoder: CharEncoder,
     engine: EngineChoice,
     train: TrainingTensors,
+    /// The users of the user-level runs ([`CharSequences::users`]).
+    users: Vec<Vec<usize>>,
     test_inputs: Tensor,
     test_targets: Tensor,
     description: ModelDescription,
@@ -56,6 +64,7 @@ impl LstmTrainer {
         );
         let train = training_sequences(encoder, corpus, spec.sequence_length)?;
         let test = test_sequences(encoder, corpus.test, spec.sequence_length)?;
+        let users = train.users();
         let description = ModelDescription {
             name: "char-lstm",
             engine: engine_name(engine),
@@ -72,6 +81,14 @@ impl LstmTrainer {
                  sequence",
                 spec.sequence_length
             ),
+            user_privacy_unit: Some(format!(
+                "one user: each of the {} corpus sequences is its own user and the k sequences of \
+                 each of the {} canaries are one user ({} users); a sampled user contributes \
+                 {MAX_EXAMPLES_PER_USER} of its sequences, chosen uniformly",
+                train.corpus_sequences,
+                users.len() - train.corpus_sequences,
+                users.len()
+            )),
             examples_per_insertion: 1,
             training_examples: train.len(),
             test_examples: test.len(),
@@ -97,6 +114,7 @@ impl LstmTrainer {
                 targets,
                 device,
             },
+            users,
             test_inputs,
             test_targets,
             description,
@@ -109,7 +127,7 @@ impl CharModelTrainer for LstmTrainer {
         &self.description
     }
 
-    fn details(&self, privacy: Privacy) -> BTreeMap<String, String> {
+    fn details(&self, privacy: Privacy, level: PrivacyLevel) -> BTreeMap<String, String> {
         let spec = &self.spec;
         let private = matches!(privacy, Privacy::Private { .. });
         let mut details = BTreeMap::from([
@@ -133,10 +151,33 @@ impl CharModelTrainer for LstmTrainer {
             ("optimizer".to_owned(), spec.optimizer()),
         ]);
         details.extend(privacy_details(privacy, spec.max_grad_norm));
+        if level == PrivacyLevel::User && matches!(privacy, Privacy::Private { .. }) {
+            details.extend([
+                (
+                    "sampler".to_owned(),
+                    "user-level poisson (dp_sampler::UserLevelPoisson)".to_owned(),
+                ),
+                ("users".to_owned(), self.users.len().to_string()),
+                (
+                    "max_examples_per_user".to_owned(),
+                    MAX_EXAMPLES_PER_USER.to_string(),
+                ),
+                (
+                    "batch_size".to_owned(),
+                    format!("{} expected users", spec.batch_size),
+                ),
+            ]);
+        }
         details
     }
 
-    fn train(&self, privacy: Privacy, seed: u64, label: &str) -> Result<TrainedCharModel> {
+    fn train(
+        &self,
+        privacy: Privacy,
+        level: PrivacyLevel,
+        seed: u64,
+        label: &str,
+    ) -> Result<TrainedCharModel> {
         let started = Instant::now();
         let spec = &self.spec;
         let training = TorchTraining {
@@ -150,6 +191,13 @@ impl CharModelTrainer for LstmTrainer {
             },
             max_grad_norm: spec.max_grad_norm,
             privacy,
+            unit: match level {
+                PrivacyLevel::Example => PrivacyUnitSampling::Example,
+                PrivacyLevel::User => PrivacyUnitSampling::User {
+                    users: &self.users,
+                    max_examples_per_user: MAX_EXAMPLES_PER_USER,
+                },
+            },
             engine: self.engine,
             seed,
             label,
@@ -169,6 +217,7 @@ impl CharModelTrainer for LstmTrainer {
             test_loss,
             epsilon: trained.epsilon,
             noise_multiplier: trained.noise_multiplier,
+            sampling_probability: trained.sampling_probability,
             steps: trained.steps,
             seconds: started.elapsed().as_secs_f64(),
         })
@@ -380,15 +429,41 @@ mod tests {
             target_epsilon,
             delta: 1e-5,
         };
-        let trained = trainer.train(privacy, 7, "test").unwrap();
+        let trained = trainer
+            .train(privacy, PrivacyLevel::Example, 7, "test")
+            .unwrap();
         // q = 6 / 21, steps = ceil(1 / q) = 4.
         assert_eq!(trained.steps, 4);
+        assert_eq!(trained.sampling_probability, Some(6.0 / 21.0));
         let epsilon = trained.epsilon.unwrap();
         assert!(epsilon <= target_epsilon, "ε = {epsilon}");
         assert!(trained.test_loss.is_finite() && trained.test_loss > 0.0);
         let rows = trained.model.log_softmax_rows(&[vec!['p']]).unwrap();
         assert_eq!(rows.ncols(), encoder.vocabulary_size());
-        assert_eq!(trainer.details(privacy)["noise_mode"], "secure");
+        let details = trainer.details(privacy, PrivacyLevel::Example);
+        assert_eq!(details["noise_mode"], "secure");
+        assert_eq!(details["sampler"], "poisson");
+
+        // User level: 19 corpus users and one user holding both canary sequences, so
+        // q = 6 / 20 and steps = ceil(1 / q) = 4, with σ calibrated for that q.
+        let user_level = trainer
+            .train(privacy, PrivacyLevel::User, 7, "test")
+            .unwrap();
+        assert_eq!(user_level.sampling_probability, Some(6.0 / 20.0));
+        assert_eq!(user_level.steps, 4);
+        let epsilon = user_level.epsilon.unwrap();
+        assert!(epsilon <= target_epsilon, "ε = {epsilon}");
+        assert!(user_level.noise_multiplier > trained.noise_multiplier);
+        let details = trainer.details(privacy, PrivacyLevel::User);
+        assert_eq!(details["users"], "20");
+        assert_eq!(details["max_examples_per_user"], "1");
+        assert!(
+            trainer
+                .description()
+                .user_privacy_unit
+                .as_ref()
+                .is_some_and(|unit| unit.contains("(20 users)"))
+        );
     }
 
     #[test]
