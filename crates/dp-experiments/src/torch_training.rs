@@ -147,7 +147,7 @@ pub fn device() -> Device {
 /// A description of the device and the libtorch threads, for the report.
 pub fn device_summary(device: Device) -> String {
     match device {
-        Device::Cpu => format!("CPU, {} libtorch threads", tch::get_num_threads()),
+        Device::Cpu => format!("CPU, libtorch threads: {}", tch::get_num_threads()),
         other => format!("{other:?}"),
     }
 }
