@@ -9,6 +9,10 @@
 //! buffers) or a DP step (norms, flat clipping at 1.0, Gaussian noise and the clipped sum),
 //! then plain SGD.
 //!
+//! Precision: `book_keeping_bf16` and `ghost_bf16` store what the engine keeps on top of
+//! autograd (captured inputs and output gradients; output gradients only for ghost) in bfloat16
+//! (`Precision::Bf16`), the other rows in f32.
+//!
 //! Noise: the DP steps named after an engine draw it with libtorch's generator on the gradient
 //! tensors (`normal_` into the buffers, then the clipped sum is added: the fast mode, as other
 //! libraries add it). `book_keeping_host_secure_noise` and `book_keeping_host_fast_noise` add
@@ -38,7 +42,7 @@ use dp_engine::{PerSampleGradEngine, ScaleVector};
 use dp_engine_tch::models::{self, CharLstmConfig, TransformerConfig};
 use dp_engine_tch::tch::{self, Device, Kind, Tensor, nn};
 use dp_engine_tch::{
-    BookKeeping, DpModel, Ghost, Loss, Materialized, Microbatch, Sequential, TensorBatch,
+    BookKeeping, DpModel, Ghost, Loss, Materialized, Microbatch, Precision, Sequential, TensorBatch,
 };
 use dp_sampler::{NoiseMode, SeededRng, add_gaussian_noise};
 
@@ -127,13 +131,16 @@ const WORKLOADS: [Workload; 4] = [
     },
 ];
 
-/// The step kinds, in bench order: the non-private reference first.
-const ENGINES: [&str; 7] = [
+/// The step kinds, in bench order: the non-private reference first. `_bf16` rows store the
+/// engine's tape in bfloat16 ([`Precision::Bf16`]).
+const ENGINES: [&str; 9] = [
     "non_private",
     "book_keeping",
+    "book_keeping_bf16",
     "book_keeping_host_secure_noise",
     "book_keeping_host_fast_noise",
     "ghost",
+    "ghost_bf16",
     "materialized",
     "microbatch",
 ];
@@ -203,6 +210,11 @@ fn stepper(engine: &str, batch_size: i64) -> BenchResult<Step> {
             Box::new(move |model, batch| non_private_step(&mut engine, model, batch, batch_size))
         }
         "book_keeping" => dp(BookKeeping::new(), batch_size, tensor),
+        "book_keeping_bf16" => dp(
+            BookKeeping::new().with_precision(Precision::Bf16),
+            batch_size,
+            tensor,
+        ),
         "book_keeping_host_secure_noise" => dp(
             BookKeeping::new(),
             batch_size,
@@ -214,6 +226,11 @@ fn stepper(engine: &str, batch_size: i64) -> BenchResult<Step> {
             NoiseSource::Host(NoiseMode::Fast),
         ),
         "ghost" => dp(Ghost::new(), batch_size, tensor),
+        "ghost_bf16" => dp(
+            Ghost::new().with_precision(Precision::Bf16),
+            batch_size,
+            tensor,
+        ),
         "materialized" => dp(Materialized::new(), batch_size, tensor),
         "microbatch" => dp(Microbatch::new(), batch_size, tensor),
         other => return Err(format!("unknown engine `{other}`").into()),

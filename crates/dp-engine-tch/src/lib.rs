@@ -15,6 +15,14 @@
 //!   [`BookKeeping`] (Bu et al. 2023). Every engine reports norms per parameter group (one
 //!   group per weight or bias tensor), so per-layer clipping works with all of them.
 //!
+//! - **Mixed precision** ([`Precision`]): [`BookKeeping`] and [`Ghost`] can store what they keep
+//!   on top of autograd (layer inputs and output gradients) in bfloat16
+//!   (`BookKeeping::new().with_precision(Precision::Bf16)`), computing norms and clipped sums
+//!   from those values widened back to f32; forward, backward and parameters stay in f32. On the
+//!   benchmark transformer this lowers book-keeping's peak step memory from 1.41x to 1.24x the
+//!   non-private step's, at about 20% more step time on CPU; norms and updates agree with f32
+//!   to about 1e-3 relative.
+//!
 //! Siblings: `dp-engine` (the trait), `dp-engine-testkit` (the conformance suite),
 //! `dp-trainer` (the DP-SGD loop), `dp-engine-ndarray` (the pure-Rust engine).
 //!
@@ -52,6 +60,7 @@ mod error;
 mod layers;
 mod model;
 pub mod models;
+mod precision;
 
 /// The `tch` this crate is built on, so that dependents need not name it (DESIGN.md section 2).
 pub use tch;
@@ -67,3 +76,4 @@ pub use layers::{
     linear_per_sample_weight_gradients, lstm, multi_head_attention, rms_norm,
 };
 pub use model::{DpModel, Loss, validate};
+pub use precision::Precision;

@@ -3,7 +3,7 @@
 use super::{clipped_sum, device_scales, empty_norms, layer_norms, norm_matrix, recorded_pass};
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::layers::Capture;
-use crate::{DpModel, NormCosts};
+use crate::{DpModel, NormCosts, Precision};
 use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, ScaleVector};
 
 /// How [`BookKeeping`] obtains each layer's per-sample norms.
@@ -38,9 +38,15 @@ impl NormChoice {
 /// a Linear layer `(s ⊙ G)ᵀ A`); no second backward pass. The tape holds the activations and
 /// output gradients only: per-sample gradients materialized for a norm are dropped once the
 /// norm is taken, so memory stays near the non-private step's whatever the layer sizes.
+///
+/// With [`Precision::Bf16`] ([`BookKeeping::with_precision`]) the tape's output gradients
+/// arrive in bfloat16 during the backward pass and its layer inputs are converted to bfloat16
+/// once the graph is released, halving what the engine keeps on top of autograd; norms and the
+/// clipped sum are computed from them widened back to f32, one layer at a time.
 #[derive(Debug, Default)]
 pub struct BookKeeping {
     choice: NormChoice,
+    precision: Precision,
     tape: Option<BookKeepingTape>,
 }
 
@@ -59,7 +65,26 @@ impl BookKeeping {
 
     /// An engine with a fixed [`NormChoice`].
     pub fn with_norm_choice(choice: NormChoice) -> Self {
-        Self { choice, tape: None }
+        Self {
+            choice,
+            ..Self::default()
+        }
+    }
+
+    /// The engine storing its tape (layer inputs and output gradients) in `precision`.
+    #[must_use]
+    pub fn with_precision(self, precision: Precision) -> Self {
+        Self { precision, ..self }
+    }
+
+    /// The precision the tape is stored in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// How the engine obtains each layer's norms.
+    pub fn norm_choice(&self) -> NormChoice {
+        self.choice
     }
 }
 
@@ -81,7 +106,7 @@ impl PerSampleGradEngine for BookKeeping {
             });
             return empty_norms(model);
         }
-        let pass = recorded_pass(model, batch)?;
+        let pass = recorded_pass(model, batch, self.precision)?;
         let choice = self.choice;
         let squared = layer_norms(model, &pass.captures, pass.losses.size()[0], |costs| {
             choice.use_ghost(costs)

@@ -8,7 +8,7 @@ use super::{
     norm_matrix,
 };
 use crate::batch::{TensorBatch, to_host_f64};
-use crate::{DpModel, Result};
+use crate::{DpModel, Precision, Result};
 
 /// Ghost clipping (Li et al. 2021, "Large language models can be strong differentially private
 /// learners").
@@ -22,8 +22,17 @@ use crate::{DpModel, Result};
 /// phase 2 recomputes the output gradients (one more backward pass to the layer outputs) and
 /// takes the clipped sum from them and the activations. The tape keeps the graph but no output
 /// gradient, so phase 2's backward pass does not run on top of them.
+///
+/// With [`Precision::Bf16`] ([`Ghost::with_precision`]) the output gradients are stored in
+/// bfloat16 (half the bytes); the layer inputs are the graph's
+/// own saved tensors and stay shared (a bfloat16 copy would add memory, not save it). Phase 2
+/// then always takes the second way (output gradients recomputed, clipped sum from them), so
+/// that norms and clipped sum come from the same rounded values and the clipping bound holds
+/// exactly; the reweighted backward pass would clip the exact gradients by factors computed from
+/// rounded norms.
 #[derive(Debug, Default)]
 pub struct Ghost {
+    precision: Precision,
     tape: Option<GhostTape>,
 }
 
@@ -38,6 +47,17 @@ impl Ghost {
     /// An engine with no tape.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The engine storing the output gradients it computes in `precision`.
+    #[must_use]
+    pub fn with_precision(self, precision: Precision) -> Self {
+        Self { precision, ..self }
+    }
+
+    /// The precision the output gradients are stored in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     fn reweighted_backward(model: &mut DpModel, losses: &Tensor, scales: &Tensor) -> Result<()> {
@@ -71,7 +91,7 @@ impl PerSampleGradEngine for Ghost {
             });
             return empty_norms(model);
         }
-        let forward = RecordedForward::run(model, batch)?;
+        let forward = RecordedForward::run(model, batch, self.precision)?;
         let captures = forward.captures(true)?;
         let squared = layer_norms(model, &captures, forward.losses.size()[0], |costs| {
             costs.ghost.is_some()
@@ -93,14 +113,14 @@ impl PerSampleGradEngine for Ghost {
     ) -> Result<(), EngineError> {
         let tape = self.tape.as_ref().ok_or(EngineError::MissingTape)?;
         let scales = device_scales(scales, tape.batch, model.parameters().len(), model.device())?;
-        match (&tape.forward, &scales.per_example) {
-            (None, _) => Ok(()),
-            (Some(forward), Some(per_example)) => Ok(Self::reweighted_backward(
+        match (&tape.forward, &scales.per_example, self.precision) {
+            (None, _, _) => Ok(()),
+            (Some(forward), Some(per_example), Precision::F32) => Ok(Self::reweighted_backward(
                 model,
                 &forward.losses,
                 per_example,
             )?),
-            (Some(forward), None) => Ok(clipped_sum(model, &forward.captures(true)?, &scales)?),
+            (Some(forward), _, _) => Ok(clipped_sum(model, &forward.captures(true)?, &scales)?),
         }
     }
 

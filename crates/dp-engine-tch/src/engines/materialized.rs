@@ -3,8 +3,8 @@
 use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, ScaleVector};
 
 use super::{PerSampleTape, empty_norms, materialize, norm_matrix, recorded_pass, squared_norms};
-use crate::DpModel;
 use crate::batch::{TensorBatch, to_host_f64};
+use crate::{DpModel, Precision};
 
 /// Per-sample gradients by the layers' formulas (einsum for Linear, unfold for convolutions,
 /// index-add for Embedding, the affine parameters of the norms) from one recorded forward pass
@@ -41,7 +41,7 @@ impl PerSampleGradEngine for Materialized {
             });
             return empty_norms(model);
         }
-        let pass = recorded_pass(model, batch)?;
+        let pass = recorded_pass(model, batch, Precision::F32)?;
         let per_sample = materialize(model, &pass.captures, pass.losses.size()[0])?;
         let norms = norm_matrix(size, &squared_norms(&per_sample)?)?;
         let losses = to_host_f64(&pass.losses)?;

@@ -17,7 +17,8 @@ pub use materialized::Materialized;
 pub use microbatch::Microbatch;
 
 use crate::batch::{TensorBatch, to_host_f64};
-use crate::layers::{Capture, ForwardContext, row_norms_squared};
+use crate::layers::{Capture, DpLayer, ForwardContext, row_norms_squared};
+use crate::precision::Precision;
 use crate::{DpModel, Result, TchEngineError};
 
 /// One recorded forward pass and one backward pass to the layer outputs.
@@ -39,9 +40,10 @@ struct RecordedForward {
 }
 
 impl RecordedForward {
-    /// The forward pass of `model` on `batch` with recording.
-    fn run(model: &DpModel, batch: &TensorBatch) -> Result<Self> {
-        let mut context = ForwardContext::recording(model.is_training());
+    /// The forward pass of `model` on `batch` with recording; the outputs' gradients will
+    /// arrive in `output_gradients`.
+    fn run(model: &DpModel, batch: &TensorBatch, output_gradients: Precision) -> Result<Self> {
+        let mut context = ForwardContext::recording_in(model.is_training(), output_gradients);
         let losses = model.losses(batch.inputs(), batch.targets(), &mut context)?;
         let layers = model.layers();
         let index: HashMap<_, _> = layers
@@ -98,13 +100,53 @@ impl RecordedForward {
 
 /// Forward with recording, then the gradient of the summed loss with respect to every recorded
 /// layer output (one backward pass that computes no parameter gradient); the graph is released.
-fn recorded_pass(model: &DpModel, batch: &TensorBatch) -> Result<RecordedPass> {
-    let forward = RecordedForward::run(model, batch)?;
-    let captures = forward.captures(false)?;
-    Ok(RecordedPass {
-        losses: forward.losses.f_detach()?,
-        captures,
-    })
+/// The captures are stored in `precision`: the output gradients arrive in it, the inputs (until
+/// then shared with the graph, which needs them in the model's kind) are converted once the
+/// graph is gone, so the backward pass never holds both kinds of an input.
+fn recorded_pass(
+    model: &DpModel,
+    batch: &TensorBatch,
+    precision: Precision,
+) -> Result<RecordedPass> {
+    let forward = RecordedForward::run(model, batch, precision)?;
+    let mut captures = forward.captures(false)?;
+    let losses = forward.losses.f_detach()?;
+    drop(forward);
+    store_inputs(&mut captures, precision, batch.inputs())?;
+    Ok(RecordedPass { losses, captures })
+}
+
+/// Converts every capture's input to `precision`'s storage kind, one conversion per distinct
+/// tensor (the query, key and value projections of attention share their input; a tied layer's
+/// uses may too), each original released as soon as no capture holds it. An input that is the
+/// batch's own tensor (`batch_inputs`, held by the caller anyway) is kept as is: a copy would
+/// add memory, not save it.
+fn store_inputs(
+    captures: &mut [Vec<Capture>],
+    precision: Precision,
+    batch_inputs: &Tensor,
+) -> Result<()> {
+    let identity = |tensor: &Tensor| (tensor.data_ptr() as usize, tensor.size(), tensor.stride());
+    let caller_held = identity(batch_inputs);
+    let mut converted: HashMap<(usize, Vec<i64>, Vec<i64>), Tensor> = HashMap::new();
+    for capture in captures.iter_mut().flatten() {
+        let kind = capture.input.f_kind()?;
+        let stored_kind = precision.storage_kind(kind);
+        let key = identity(&capture.input);
+        if stored_kind == kind || key == caller_held {
+            continue;
+        }
+        let stored = match converted.get(&key) {
+            Some(stored) => stored.shallow_clone(),
+            None => {
+                let stored = capture.input.f_to_kind(stored_kind)?;
+                converted.insert(key, stored.shallow_clone());
+                stored
+            }
+        };
+        capture.input = stored;
+    }
+    Ok(())
 }
 
 /// An autograd result, or zeros of `like`'s shape when the tensor did not reach the loss.
@@ -126,7 +168,7 @@ fn materialize(model: &DpModel, captures: &[Vec<Capture>], batch: i64) -> Result
                 result.push(zeros_per_sample(&parameter.tensor, batch)?);
             }
         } else {
-            result.extend(layer.per_sample_gradients(layer_captures)?);
+            result.extend(layer.per_sample_gradients(&widened(*layer, layer_captures)?)?);
         }
     }
     Ok(result)
@@ -159,6 +201,20 @@ fn norm_matrix(batch: usize, squared: &[Tensor]) -> Result<NormMatrix, EngineErr
 /// Squared norms of materialized per-sample gradients.
 fn squared_norms(per_sample: &[Tensor]) -> Result<Vec<Tensor>> {
     per_sample.iter().map(row_norms_squared).collect()
+}
+
+/// A layer's captures in the kind of its parameters (f32 for f32 models), for its formulas:
+/// captures stored in bfloat16 are widened, one layer at a time, so that a layer's formulas
+/// never see mixed kinds and the wider copies last only while that layer is processed.
+fn widened(layer: &dyn DpLayer, captures: &[Capture]) -> Result<Vec<Capture>> {
+    let kind = match layer.parameters().first() {
+        Some(parameter) => parameter.tensor.f_kind()?,
+        None => Kind::Float,
+    };
+    captures
+        .iter()
+        .map(|capture| capture.widened(kind))
+        .collect()
 }
 
 /// Scale factors on the device: one `[batch]` tensor per parameter group.
@@ -225,7 +281,7 @@ fn clipped_sum(
         } else {
             sums.extend(
                 layer
-                    .weighted_gradients(layer_captures, layer_scales)?
+                    .weighted_gradients(&widened(layer, layer_captures)?, layer_scales)?
                     .into_iter()
                     .map(Some),
             );
@@ -405,19 +461,103 @@ fn layer_norms(
             }
             continue;
         }
-        let ghost = if use_ghost(&layer.norm_costs(layer_captures)) {
-            layer.ghost_norms_squared(layer_captures)?
+        let layer_captures = widened(layer, layer_captures)?;
+        let ghost = if use_ghost(&layer.norm_costs(&layer_captures)) {
+            layer.ghost_norms_squared(&layer_captures)?
         } else {
             None
         };
         match ghost {
             Some(ghost) => squared.extend(ghost),
             None => {
-                for per_sample in layer.per_sample_gradients(layer_captures)? {
+                for per_sample in layer.per_sample_gradients(&layer_captures)? {
                     squared.push(row_norms_squared(&per_sample)?);
                 }
             }
         }
     }
     Ok(squared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Function, LinearConfig, Loss, Sequential, embedding, linear};
+    use tch::nn;
+
+    /// An embedding (integer input) followed by a Linear layer (f32 input), and a batch for it.
+    fn token_model() -> Result<(DpModel, TensorBatch)> {
+        let store = nn::VarStore::new(Device::Cpu);
+        let root = store.root();
+        let module = Sequential::new()
+            .add(embedding(&(&root / "embedding"), 5, 4)?)
+            .add(Function::Tanh)
+            .add(linear(&(&root / "fc"), 4, 3, LinearConfig::default())?);
+        let model = DpModel::new(&store, module, Loss::CrossEntropy)?;
+        let batch = TensorBatch::new(
+            Tensor::from_slice(&[0_i64, 1, 2, 3, 4, 0]).f_reshape([2, 3])?,
+            Tensor::from_slice(&[0_i64, 1, 2, 2, 1, 0]).f_reshape([2, 3])?,
+        )?;
+        Ok((model, batch))
+    }
+
+    /// The (input, output gradient) kinds of every capture, in layer order.
+    fn capture_kinds(captures: &[Vec<Capture>]) -> Result<Vec<(Kind, Kind)>> {
+        captures
+            .iter()
+            .flatten()
+            .map(|capture| Ok((capture.input.f_kind()?, capture.output_gradient.f_kind()?)))
+            .collect()
+    }
+
+    #[test]
+    fn bf16_storage_rounds_floating_captures_and_keeps_token_indices() -> Result<()> {
+        let (model, batch) = token_model()?;
+        let full = recorded_pass(&model, &batch, Precision::F32)?;
+        assert_eq!(
+            capture_kinds(&full.captures)?,
+            [(Kind::Int64, Kind::Float), (Kind::Float, Kind::Float)]
+        );
+        let reduced = recorded_pass(&model, &batch, Precision::Bf16)?;
+        assert_eq!(
+            capture_kinds(&reduced.captures)?,
+            [
+                (Kind::Int64, Kind::BFloat16),
+                (Kind::BFloat16, Kind::BFloat16)
+            ]
+        );
+        // The stored values are the f32 ones rounded: widened back, they agree to bf16's
+        // precision (relative error at most 2^-9 per value).
+        for (full, reduced) in full
+            .captures
+            .iter()
+            .flatten()
+            .zip(reduced.captures.iter().flatten())
+        {
+            let widened = reduced.widened(Kind::Float)?;
+            let error = widened
+                .output_gradient
+                .f_sub(&full.output_gradient)?
+                .f_abs()?
+                .f_le_tensor(&full.output_gradient.f_abs()?.f_mul_scalar(1.0 / 256.0)?)?
+                .f_all()?
+                .f_int64_value(&[])?;
+            assert_eq!(
+                error, 1,
+                "output gradients differ by more than bf16 rounding"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn bf16_probes_keep_inputs_shared() -> Result<()> {
+        let (model, batch) = token_model()?;
+        let forward = RecordedForward::run(&model, &batch, Precision::Bf16)?;
+        assert_eq!(
+            capture_kinds(&forward.captures(false)?)?,
+            [(Kind::Int64, Kind::BFloat16), (Kind::Float, Kind::BFloat16)]
+        );
+        Ok(())
+    }
 }

@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tch::{Kind, Tensor};
 
+use crate::precision::Precision;
+
 pub use attention::{AttentionConfig, MultiHeadAttention, multi_head_attention};
 pub use conv::{Conv, ConvConfig, conv1d, conv2d};
 pub use embedding::{Embedding, embedding};
@@ -86,6 +88,25 @@ pub struct Capture {
     pub output_gradient: Tensor,
 }
 
+impl Capture {
+    /// The capture with every bfloat16 tensor (stored in [`crate::Precision::Bf16`]) widened
+    /// to `kind`, the kind the layer's formulas compute in; other tensors are shared, not
+    /// copied.
+    pub(crate) fn widened(&self, kind: Kind) -> Result<Self> {
+        let widen = |tensor: &Tensor| -> Result<Tensor> {
+            Ok(if tensor.f_kind()? == Kind::BFloat16 {
+                tensor.f_to_kind(kind)?
+            } else {
+                tensor.shallow_clone()
+            })
+        };
+        Ok(Self {
+            input: widen(&self.input)?,
+            output_gradient: widen(&self.output_gradient)?,
+        })
+    }
+}
+
 /// Estimated per-example cost of the two ways of computing a layer's per-sample gradient norm
 /// (multiply-adds), used by the book-keeping engine to choose per layer (Bu et al. 2023).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,6 +138,8 @@ pub(crate) struct Record {
 pub struct ForwardContext {
     train: bool,
     records: Option<Vec<Record>>,
+    /// The precision the recorded outputs' gradients arrive in (the probes' kind).
+    output_gradients: Precision,
 }
 
 impl ForwardContext {
@@ -125,14 +148,21 @@ impl ForwardContext {
         Self {
             train,
             records: None,
+            output_gradients: Precision::F32,
         }
     }
 
     /// A forward pass in which every parameterized layer records its input and output.
     pub fn recording(train: bool) -> Self {
+        Self::recording_in(train, Precision::F32)
+    }
+
+    /// A recording forward pass whose outputs' gradients arrive in `output_gradients`.
+    pub(crate) fn recording_in(train: bool, output_gradients: Precision) -> Self {
         Self {
             train,
             records: Some(Vec::new()),
+            output_gradients,
         }
     }
 
@@ -148,6 +178,11 @@ impl ForwardContext {
     /// asking autograd for it does not keep every layer output alive through the backward
     /// pass. Otherwise it returns `output` unchanged.
     ///
+    /// When the output gradients are to be stored in [`Precision::Bf16`], the probe is a
+    /// bfloat16 zero: autograd casts a gradient to the kind of the tensor it flows into, so the
+    /// output's gradient arrives in bfloat16 and its f32 version is freed as the backward pass
+    /// moves on.
+    ///
     /// # Errors
     ///
     /// When libtorch fails.
@@ -155,7 +190,8 @@ impl ForwardContext {
         let Some(records) = &mut self.records else {
             return Ok(output);
         };
-        let probe = Tensor::f_zeros([1], (output.f_kind()?, output.device()))?
+        let probe_kind = self.output_gradients.storage_kind(output.f_kind()?);
+        let probe = Tensor::f_zeros([1], (probe_kind, output.device()))?
             .f_set_requires_grad(true)?
             .f_expand(output.size(), false)?;
         // In place: the output is not saved by the operation that produced it (a later
@@ -164,7 +200,7 @@ impl ForwardContext {
         let _ = output.f_add_(&probe)?;
         records.push(Record {
             layer,
-            input: input.detach(),
+            input: input.f_detach()?,
             output: probe,
         });
         Ok(output)
