@@ -248,12 +248,8 @@ fn bf16_cnn_agrees_with_f32() -> anyhow::Result<()> {
     bf16_agrees_with_f32("cnn", &model, &classification_batch(&[1, 28, 28], 10)?)
 }
 
-#[test]
-fn bf16_transformer_agrees_with_f32() -> anyhow::Result<()> {
-    let _serial = serial();
-    tch::set_num_threads(1);
-    tch::manual_seed(13);
-    let store = nn::VarStore::new(device());
+/// A causal 2-layer transformer (d = 32, 4 heads) over 40 tokens of context 16.
+fn small_transformer(store: &nn::VarStore) -> anyhow::Result<DpModel> {
     let config = models::TransformerConfig {
         vocabulary: 40,
         max_length: 16,
@@ -264,7 +260,16 @@ fn bf16_transformer_agrees_with_f32() -> anyhow::Result<()> {
         causal: true,
     };
     let module = models::transformer_encoder(&store.root(), &config)?;
-    let model = DpModel::new(&store, module, Loss::CrossEntropy)?;
+    Ok(DpModel::new(store, module, Loss::CrossEntropy)?)
+}
+
+#[test]
+fn bf16_transformer_agrees_with_f32() -> anyhow::Result<()> {
+    let _serial = serial();
+    tch::set_num_threads(1);
+    tch::manual_seed(13);
+    let store = nn::VarStore::new(device());
+    let model = small_transformer(&store)?;
     bf16_agrees_with_f32("transformer", &model, &token_batch(40, 16)?)
 }
 
@@ -333,17 +338,7 @@ fn bf16_clipped_contributions_respect_the_bound() -> anyhow::Result<()> {
     tch::set_num_threads(1);
     tch::manual_seed(15);
     let store = nn::VarStore::new(device());
-    let config = models::TransformerConfig {
-        vocabulary: 40,
-        max_length: 16,
-        model_dim: 32,
-        num_heads: 4,
-        num_layers: 2,
-        mlp_dim: 64,
-        causal: true,
-    };
-    let module = models::transformer_encoder(&store.root(), &config)?;
-    let model = DpModel::new(&store, module, Loss::CrossEntropy)?;
+    let model = small_transformer(&store)?;
     let batch = token_batch(40, 16)?;
     // The engine's tape is reused for every example's contribution (accumulate_scaled may be
     // called again on the same tape).
