@@ -208,6 +208,30 @@ fn update_stats<S: BatchSampler>(
     (mean, var.sqrt())
 }
 
+/// Checks the update's coordinate (mean, std) from [`update_stats`]: mean
+/// `realized·C/sqrt(DIM)/expected_batch` (each of the `realized` contributions clipped to C,
+/// divided by the expected batch size) within six standard errors, std `σ·C/expected_batch`
+/// within [`STD_RELATIVE_TOLERANCE`].
+fn assert_noisy_mean(
+    (mean, std): (f64, f64),
+    realized: usize,
+    expected_batch: f64,
+    sigma: f64,
+    clip_norm: f64,
+) {
+    let expected_mean = realized as f64 * clip_norm / (DIM as f64).sqrt() / expected_batch;
+    let expected_std = sigma * clip_norm / expected_batch;
+    assert!(
+        (std / expected_std - 1.0).abs() < STD_RELATIVE_TOLERANCE,
+        "std {std} vs {expected_std}"
+    );
+    let mean_tolerance = 6.0 * expected_std / (DIM as f64).sqrt();
+    assert!(
+        (mean - expected_mean).abs() < mean_tolerance,
+        "mean {mean} vs {expected_mean}"
+    );
+}
+
 fn total_count(accountant: &RdpAccountant) -> u64 {
     accountant.ledger().entries().iter().map(|e| e.count).sum()
 }
@@ -228,19 +252,13 @@ fn noise_std_is_sigma_times_clip_norm_over_expected_batch_size() {
             .iter()
             .all(|&s| (s - 0.125).abs() < 1e-12)
     );
-    let (mean, std) = update_stats(&trainer);
-    let expected_batch = q * n as f64;
     // Mean: realized·C/sqrt(DIM) per coordinate, divided by q·N (not by the realized size).
-    let expected_mean = realized as f64 * clip_norm / (DIM as f64).sqrt() / expected_batch;
-    let expected_std = sigma * clip_norm / expected_batch;
-    assert!(
-        (std / expected_std - 1.0).abs() < STD_RELATIVE_TOLERANCE,
-        "std {std} vs {expected_std}"
-    );
-    let mean_tolerance = 6.0 * expected_std / (DIM as f64).sqrt();
-    assert!(
-        (mean - expected_mean).abs() < mean_tolerance,
-        "mean {mean} vs {expected_mean}"
+    assert_noisy_mean(
+        update_stats(&trainer),
+        realized,
+        q * n as f64,
+        sigma,
+        clip_norm,
     );
 }
 
@@ -338,18 +356,12 @@ fn user_level_sampling_with_one_example_per_user_divides_by_q_times_users() {
     let q = 0.2;
     let (trainer, realized) = step(q, 9);
     assert!(realized > 0 && realized < users, "{realized}");
-    let (mean, std) = update_stats(&trainer);
-    let expected_batch = q * users as f64;
-    let expected_mean = realized as f64 * clip_norm / (DIM as f64).sqrt() / expected_batch;
-    let expected_std = sigma * clip_norm / expected_batch;
-    assert!(
-        (std / expected_std - 1.0).abs() < STD_RELATIVE_TOLERANCE,
-        "std {std} vs {expected_std}"
-    );
-    let mean_tolerance = 6.0 * expected_std / (DIM as f64).sqrt();
-    assert!(
-        (mean - expected_mean).abs() < mean_tolerance,
-        "mean {mean} vs {expected_mean}"
+    assert_noisy_mean(
+        update_stats(&trainer),
+        realized,
+        q * users as f64,
+        sigma,
+        clip_norm,
     );
     // The step is accounted at the user sampling probability.
     assert_eq!(
