@@ -534,21 +534,7 @@ impl TorchTraining<'_> {
         let phase = TrainingPhase::new(sampler, config.noise_multiplier(), steps)?;
         let mut trainer =
             DpTrainer::with_schedule(parts, config, vec![phase], TrainerRngs::seeded(self.seed))?;
-        let every = (steps / 100).max(1);
-        while trainer.step_count() < steps {
-            let report = trainer.step_once()?;
-            if report.step % every == 0 {
-                progress.update(
-                    report.step,
-                    &format!(
-                        "loss {:.3} ε {:.2}",
-                        report.mean_loss,
-                        report.epsilon.unwrap_or(0.0)
-                    ),
-                );
-            }
-        }
-        let epsilon = trainer.epsilon()?;
+        let epsilon = training::train_to_end(&mut trainer, &progress)?;
         progress.finish(&format!(
             "σ = {:.3}, {steps} steps, ε = {epsilon:.3}",
             config.noise_multiplier()

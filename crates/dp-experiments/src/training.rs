@@ -5,10 +5,11 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use dp_accountant::{AccountantKind, NeighbouringRelation, RdpAccountant};
+use dp_accountant::{AccountantKind, NeighbouringRelation, PrivacyAccountant, RdpAccountant};
 use dp_clip::{AutomaticClip, ClipPolicy, FlatClip};
+use dp_engine::{ExampleSource, PerSampleGradEngine};
 use dp_engine_ndarray::{Activation, ArrayDataset, Batch, BookKeepingEngine, Mlp};
-use dp_sampler::NoiseMode;
+use dp_sampler::{BatchSampler, DpRng, NoiseMode};
 use dp_trainer::{
     DpSgdConfig, DpTrainer, LearningRateSchedule, NonPrivateConfig, Optimizer, TrainerParts,
     TrainerRngs, train_non_private,
@@ -334,24 +335,41 @@ impl PrivateRun<'_> {
                 batch.augmented(views, |_, image| random_shift(image, rng))
             });
         }
-        let total = trainer.total_steps();
-        let every = (total / 100).max(1);
-        while trainer.step_count() < total {
-            let report = trainer.step_once()?;
-            if report.step % every == 0 {
-                progress.update(
-                    report.step,
-                    &format!(
-                        "loss {:.3} ε {:.2}",
-                        report.mean_loss,
-                        report.epsilon.unwrap_or(0.0)
-                    ),
-                );
-            }
-        }
-        let epsilon = trainer.epsilon()?;
+        let epsilon = train_to_end(&mut trainer, progress)?;
         Ok((trainer.into_parts().model, epsilon))
     }
+}
+
+/// Runs `trainer` to its last step, showing loss and ε so far on `progress`; returns the ε
+/// spent (from the trainer's accountant).
+pub fn train_to_end<E, D, S, C, A, R>(
+    trainer: &mut DpTrainer<E, D, S, C, A, R>,
+    progress: &RunProgress,
+) -> Result<f64>
+where
+    E: PerSampleGradEngine,
+    D: ExampleSource<Batch = E::Batch>,
+    S: BatchSampler,
+    C: ClipPolicy + Clone,
+    A: PrivacyAccountant + Clone,
+    R: DpRng,
+{
+    let total = trainer.total_steps();
+    let every = (total / 100).max(1);
+    while trainer.step_count() < total {
+        let report = trainer.step_once()?;
+        if report.step % every == 0 {
+            progress.update(
+                report.step,
+                &format!(
+                    "loss {:.3} ε {:.2}",
+                    report.mean_loss,
+                    report.epsilon.unwrap_or(0.0)
+                ),
+            );
+        }
+    }
+    Ok(trainer.epsilon()?)
 }
 
 /// Side of the square images [`random_shift`] moves.
