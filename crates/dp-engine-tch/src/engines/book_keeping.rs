@@ -1,8 +1,9 @@
 //! Book-keeping (Bu et al. 2023): one backward pass, norms and clipped sum from the tape.
 
-use super::{clipped_sum, device_scales, empty_norms, layer_norms, norm_matrix, recorded_pass};
+use super::{
+    LayerTape, clipped_sum, device_scales, empty_norms, layer_norms, norm_matrix, recorded_pass,
+};
 use crate::batch::{TensorBatch, to_host_f64};
-use crate::layers::Capture;
 use crate::{DpModel, NormCosts, Precision};
 use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, ScaleVector};
 
@@ -34,10 +35,13 @@ impl NormChoice {
 ///
 /// Phase 1: one recorded forward pass and one backward pass to the layer outputs (no parameter
 /// gradients), per-sample norms per layer by ghost norm or materialized norm, whichever costs
-/// less. Phase 2: the clipped sum from the stored activations and scaled output gradients (for
-/// a Linear layer `(s ⊙ G)ᵀ A`); no second backward pass. The tape holds the activations and
-/// output gradients only: per-sample gradients materialized for a norm are dropped once the
-/// norm is taken, so memory stays near the non-private step's whatever the layer sizes.
+/// less. Phase 2: the clipped sum, with no second backward pass: from the stored activations
+/// and scaled output gradients (for a Linear layer `(s ⊙ G)ᵀ A`), or, for a layer whose
+/// per-sample gradients were materialized for its norm and take no more memory than its
+/// activations and output gradients, as their weighted sum (those are then kept instead of the
+/// activations). Larger per-sample gradients are dropped once their norm is taken, so the tape
+/// never holds more than the activations and output gradients and memory stays near the
+/// non-private step's whatever the layer sizes.
 ///
 /// With [`Precision::Bf16`] ([`BookKeeping::with_precision`]) the tape's output gradients
 /// arrive in bfloat16 during the backward pass and its layer inputs are converted to bfloat16
@@ -53,8 +57,8 @@ pub struct BookKeeping {
 #[derive(Debug)]
 struct BookKeepingTape {
     batch: usize,
-    /// The captures of every layer of [`DpModel::layers`].
-    captures: Vec<Vec<Capture>>,
+    /// What phase 2 needs of every layer of [`DpModel::layers`].
+    layers: Vec<LayerTape>,
 }
 
 impl BookKeeping {
@@ -102,20 +106,21 @@ impl PerSampleGradEngine for BookKeeping {
         if size == 0 {
             self.tape = Some(BookKeepingTape {
                 batch: 0,
-                captures: Vec::new(),
+                layers: Vec::new(),
             });
             return empty_norms(model);
         }
         let pass = recorded_pass(model, batch, self.precision)?;
         let choice = self.choice;
-        let squared = layer_norms(model, &pass.captures, pass.losses.size()[0], |costs| {
-            choice.use_ghost(costs)
-        })?;
+        let (squared, layers) =
+            layer_norms(model, pass.captures, pass.losses.size()[0], |costs| {
+                choice.use_ghost(costs)
+            })?;
         let norms = norm_matrix(size, &squared)?;
         let losses = to_host_f64(&pass.losses)?;
         self.tape = Some(BookKeepingTape {
             batch: size,
-            captures: pass.captures,
+            layers,
         });
         Ok(PerSampleNorms { losses, norms })
     }
@@ -130,7 +135,7 @@ impl PerSampleGradEngine for BookKeeping {
         if tape.batch == 0 {
             return Ok(());
         }
-        Ok(clipped_sum(model, &tape.captures, &scales)?)
+        Ok(clipped_sum(model, &tape.layers, &scales)?)
     }
 
     super::shared_engine_methods!();

@@ -4,8 +4,8 @@ use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, 
 use tch::{Kind, Tensor};
 
 use super::{
-    RecordedForward, clipped_sum, defined_or_zeros, device_scales, empty_norms, layer_norms,
-    norm_matrix,
+    LayerTape, RecordedForward, clipped_sum, defined_or_zeros, device_scales, empty_norms,
+    layer_norms, norm_matrix,
 };
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, Precision, Result};
@@ -93,10 +93,9 @@ impl PerSampleGradEngine for Ghost {
         }
         let forward = RecordedForward::run(model, batch, self.precision)?;
         let captures = forward.captures(true)?;
-        let squared = layer_norms(model, &captures, forward.losses.size()[0], |costs| {
+        let (squared, _) = layer_norms(model, captures, forward.losses.size()[0], |costs| {
             costs.ghost.is_some()
         })?;
-        drop(captures);
         let norms = norm_matrix(size, &squared)?;
         let losses = to_host_f64(&forward.losses.detach())?;
         self.tape = Some(GhostTape {
@@ -120,7 +119,11 @@ impl PerSampleGradEngine for Ghost {
                 &forward.losses,
                 per_example,
             )?),
-            (Some(forward), _, _) => Ok(clipped_sum(model, &forward.captures(true)?, &scales)?),
+            (Some(forward), _, _) => Ok(clipped_sum(
+                model,
+                &LayerTape::from_captures(forward.captures(true)?),
+                &scales,
+            )?),
         }
     }
 

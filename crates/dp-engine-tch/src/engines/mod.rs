@@ -263,30 +263,56 @@ fn device_scales(
     })
 }
 
-/// Adds the clipped sum of every layer to the gradient buffers, from the captures by each
-/// layer's weighted-gradient formula (for a Linear layer `(s ⊙ G)ᵀ A`); an unused layer adds
-/// nothing.
-fn clipped_sum(
-    model: &mut DpModel,
-    captures: &[Vec<Capture>],
-    scales: &DeviceScales,
-) -> Result<()> {
+/// What the clipped sum of one layer is computed from in phase 2.
+#[derive(Debug)]
+enum LayerTape {
+    /// The layer's captures (none for a layer that was not used): its weighted-gradient
+    /// formula (for a Linear layer `(s ⊙ G)ᵀ A`) computes the sum.
+    Captures(Vec<Capture>),
+    /// The per-sample gradients `[batch, numel]` of every parameter, materialized for the
+    /// norm and kept because they take no more memory than the captures they replace: the sum
+    /// is one matrix-vector product per parameter.
+    PerSample(Vec<Tensor>),
+}
+
+impl LayerTape {
+    /// Every layer's captures as its tape.
+    fn from_captures(captures: Vec<Vec<Capture>>) -> Vec<Self> {
+        captures.into_iter().map(Self::Captures).collect()
+    }
+}
+
+/// Adds the clipped sum of every layer to the gradient buffers from its tape; an unused layer
+/// adds nothing.
+fn clipped_sum(model: &mut DpModel, tapes: &[LayerTape], scales: &DeviceScales) -> Result<()> {
     let mut sums = Vec::with_capacity(model.parameters().len());
     let mut offset = 0;
-    for (layer, layer_captures) in model.layers().into_iter().zip(captures) {
-        let count = layer.parameters().len();
-        let layer_scales = &scales.columns[offset..offset + count];
-        if layer_captures.is_empty() {
-            sums.extend((offset..offset + count).map(|_| None));
-        } else {
-            sums.extend(
+    for (layer, tape) in model.layers().into_iter().zip(tapes) {
+        let parameters = layer.parameters();
+        let layer_scales = &scales.columns[offset..offset + parameters.len()];
+        offset += parameters.len();
+        match tape {
+            LayerTape::Captures(captures) if captures.is_empty() => {
+                sums.extend(parameters.iter().map(|_| None));
+            }
+            LayerTape::Captures(captures) => sums.extend(
                 layer
-                    .weighted_gradients(&widened(layer, layer_captures)?, layer_scales)?
+                    .weighted_gradients(&widened(layer, captures)?, layer_scales)?
                     .into_iter()
                     .map(Some),
-            );
+            ),
+            LayerTape::PerSample(per_sample) => {
+                for ((gradients, parameter), group_scales) in
+                    per_sample.iter().zip(&parameters).zip(layer_scales)
+                {
+                    sums.push(Some(crate::layers::weighted_sum(
+                        gradients,
+                        group_scales,
+                        &parameter.tensor,
+                    )?));
+                }
+            }
         }
-        offset += count;
     }
     for (group, sum) in sums.iter().enumerate() {
         if let Some(sum) = sum {
@@ -443,40 +469,65 @@ macro_rules! shared_engine_methods {
 }
 use shared_engine_methods;
 
-/// Squared per-group norms `[batch]` of every layer: by the ghost formula when `use_ghost` says
-/// so for the layer's costs (and it has one), otherwise from its materialized per-sample
-/// gradients, which are dropped as soon as their norms are taken (phase 2 works from the
-/// captures, so no `[batch, numel]` tensor outlives its layer). An unused layer has norm 0.
+/// Squared per-group norms `[batch]` of every layer, and what phase 2 needs of it. A layer's
+/// norm comes from the ghost formula when `use_ghost` says so for its costs (and it has one),
+/// otherwise from its materialized per-sample gradients. Those are kept as the layer's tape
+/// when they take no more bytes than its captures (phase 2 is then a weighted sum instead of
+/// the layer's formula again), and dropped as soon as their norms are taken otherwise, so the
+/// tape never outgrows the captures. An unused layer has norm 0.
 fn layer_norms(
     model: &DpModel,
-    captures: &[Vec<Capture>],
+    captures: Vec<Vec<Capture>>,
     batch: i64,
     use_ghost: impl Fn(&crate::NormCosts) -> bool,
-) -> Result<Vec<Tensor>> {
+) -> Result<(Vec<Tensor>, Vec<LayerTape>)> {
     let mut squared = Vec::with_capacity(model.parameters().len());
+    let mut tapes = Vec::with_capacity(captures.len());
     for (layer, layer_captures) in model.layers().into_iter().zip(captures) {
         if layer_captures.is_empty() {
             for _ in layer.parameters() {
                 squared.push(Tensor::f_zeros([batch], (Kind::Float, model.device()))?);
             }
+            tapes.push(LayerTape::Captures(layer_captures));
             continue;
         }
-        let layer_captures = widened(layer, layer_captures)?;
-        let ghost = if use_ghost(&layer.norm_costs(&layer_captures)) {
-            layer.ghost_norms_squared(&layer_captures)?
+        let wide = widened(layer, &layer_captures)?;
+        let ghost = if use_ghost(&layer.norm_costs(&wide)) {
+            layer.ghost_norms_squared(&wide)?
         } else {
             None
         };
-        match ghost {
-            Some(ghost) => squared.extend(ghost),
-            None => {
-                for per_sample in layer.per_sample_gradients(&layer_captures)? {
-                    squared.push(row_norms_squared(&per_sample)?);
-                }
-            }
+        if let Some(ghost) = ghost {
+            squared.extend(ghost);
+            tapes.push(LayerTape::Captures(layer_captures));
+            continue;
         }
+        let per_sample = layer.per_sample_gradients(&wide)?;
+        drop(wide);
+        squared.extend(squared_norms(&per_sample)?);
+        tapes.push(if bytes(&per_sample)? <= captured_bytes(&layer_captures)? {
+            LayerTape::PerSample(per_sample)
+        } else {
+            LayerTape::Captures(layer_captures)
+        });
     }
-    Ok(squared)
+    Ok((squared, tapes))
+}
+
+/// The bytes of the tensors' elements.
+fn bytes<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Result<usize> {
+    tensors.into_iter().try_fold(0, |total, tensor| {
+        Ok(total + tensor.numel() * tensor.f_kind()?.elt_size_in_bytes())
+    })
+}
+
+/// The bytes of the captures' inputs and output gradients.
+fn captured_bytes(captures: &[Capture]) -> Result<usize> {
+    bytes(
+        captures
+            .iter()
+            .flat_map(|capture| [&capture.input, &capture.output_gradient]),
+    )
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use tch::{Kind, Tensor, nn};
 use super::linear::positive;
 use super::{
     Capture, DpLayer, DpModule, ForwardContext, LayerId, NamedParameter, NormCosts, concatenate,
-    leading_dimension, row_norms_squared, scale_examples, scale_of,
+    leading_dimension, row_norms_squared, scale_examples, scale_of, weighted_sum,
 };
 use crate::{Result, TchEngineError};
 
@@ -232,6 +232,55 @@ impl Conv {
             )?
         })
     }
+
+    /// The gradient of `sum (conv(input, W) ⊙ output_gradient)` with respect to the weight
+    /// `W`, in its shape, by one convolution per group: the inputs with batch and channels
+    /// swapped, convolved with the output gradients as kernels (stride and dilation swapped),
+    /// cropped to the kernel size. A 1-d convolution is computed as a 2-d one of height 1.
+    fn weight_gradient(&self, input: &Tensor, output_gradient: &Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        // Along the height: the layer's options for a 2-d convolution, the identity for 1-d.
+        let (input, output_gradient, height) = if self.spatial_dims == 2 {
+            let height = (self.kernel_size, c.stride, c.padding, c.dilation);
+            (
+                input.shallow_clone(),
+                output_gradient.shallow_clone(),
+                height,
+            )
+        } else {
+            let height = (1, 1, 0, 1);
+            (
+                input.f_unsqueeze(2)?,
+                output_gradient.f_unsqueeze(2)?,
+                height,
+            )
+        };
+        let (kernel_height, height_stride, height_padding, height_dilation) = height;
+        let channels = input.f_transpose(0, 1)?;
+        let kernels = output_gradient.f_transpose(0, 1)?;
+        let (in_per_group, out_per_group) =
+            (self.in_channels / c.groups, self.out_channels / c.groups);
+        let mut per_group = Vec::with_capacity(c.groups as usize);
+        for group in 0..c.groups {
+            let correlation = channels
+                .f_narrow(0, group * in_per_group, in_per_group)?
+                .f_conv2d(
+                    &kernels.f_narrow(0, group * out_per_group, out_per_group)?,
+                    None::<&Tensor>,
+                    [height_dilation, c.dilation],
+                    [height_padding, c.padding],
+                    [height_stride, c.stride],
+                    1,
+                )?;
+            per_group.push(
+                correlation
+                    .f_narrow(2, 0, kernel_height)?
+                    .f_narrow(3, 0, self.kernel_size)?
+                    .f_transpose(0, 1)?,
+            );
+        }
+        Ok(concatenate(per_group, 0)?.f_reshape(self.weight.tensor.size())?)
+    }
 }
 
 impl DpModule for Conv {
@@ -259,7 +308,16 @@ impl DpLayer for Conv {
     fn per_sample_gradients(&self, captures: &[Capture]) -> Result<Vec<Tensor>> {
         let (inputs, gradients) = self.unfolded(captures)?;
         let batch = inputs.size()[0];
-        let weight = Tensor::f_einsum("bgol,bgil->bgoi", &[&gradients, &inputs], None::<&[i64]>)?;
+        let groups = self.config.groups;
+        let positions = gradients.size()[3];
+        // One batched product over (example, group): [out/g, L] x [L, in/g · kernel].
+        let weight = gradients
+            .f_reshape([batch * groups, -1, positions])?
+            .f_bmm(
+                &inputs
+                    .f_reshape([batch * groups, -1, positions])?
+                    .f_transpose(1, 2)?,
+            )?;
         let mut result = vec![weight.f_reshape([batch, -1])?];
         if self.bias.is_some() {
             result.push(Self::bias_gradients(&gradients)?);
@@ -307,38 +365,38 @@ impl DpLayer for Conv {
         }
     }
 
-    /// The weight part by autograd through a recomputed convolution of the stored inputs
-    /// (`d/dW sum (conv(A, W) ⊙ (s ⊙ G))`), which uses libtorch's native convolution kernels
-    /// and is faster than unfolding on CPU; the bias part is `sum (s ⊙ G)`.
+    /// The weight part as the weight gradient of each use's convolution for the scaled output
+    /// gradients ([`Conv::weight_gradient`], no forward pass recomputed); the bias part as
+    /// `sᵀ (sum over positions of G)`.
     fn weighted_gradients(&self, captures: &[Capture], scales: &[Tensor]) -> Result<Vec<Tensor>> {
         let weight_scales = scale_of(scales, 0)?;
-        let mut total: Option<Tensor> = None;
-        let mut bias_sum: Option<Tensor> = None;
+        let mut weight: Option<Tensor> = None;
+        let mut bias: Option<Tensor> = None;
         for capture in captures {
-            let output = self.convolve(&capture.input, None)?;
             let scaled = scale_examples(&capture.output_gradient, weight_scales)?;
-            let contribution = output.f_mul(&scaled)?.f_sum(Kind::Float)?;
-            total = Some(match total {
+            let contribution = self.weight_gradient(&capture.input, &scaled)?;
+            weight = Some(match weight {
                 Some(sum) => sum.f_add(&contribution)?,
                 None => contribution,
             });
-            if self.bias.is_some() {
-                let scaled = scale_examples(&capture.output_gradient, scale_of(scales, 1)?)?;
-                let mut dims = vec![0_i64];
-                dims.extend(2..scaled.dim() as i64);
-                let sum = scaled.f_sum_dim_intlist(dims.as_slice(), false, None::<Kind>)?;
-                bias_sum = Some(match bias_sum {
-                    Some(previous) => previous.f_add(&sum)?,
-                    None => sum,
+            if let Some(parameter) = &self.bias {
+                let per_example = capture
+                    .output_gradient
+                    .f_flatten(2, -1)?
+                    .f_sum_dim_intlist(2, false, None::<Kind>)?;
+                let contribution =
+                    weighted_sum(&per_example, scale_of(scales, 1)?, &parameter.tensor)?;
+                bias = Some(match bias {
+                    Some(sum) => sum.f_add(&contribution)?,
+                    None => contribution,
                 });
             }
         }
-        let total = total.ok_or(TchEngineError::Shape {
+        let weight = weight.ok_or(TchEngineError::Shape {
             what: "captures",
             expected: "at least one use of the layer",
             actual: Vec::new(),
         })?;
-        let weight = Tensor::f_run_backward(&[total], &[&self.weight.tensor], false, false)?;
-        Ok(weight.into_iter().chain(bias_sum).collect())
+        Ok(std::iter::once(weight).chain(bias).collect())
     }
 }

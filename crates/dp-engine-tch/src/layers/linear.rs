@@ -5,6 +5,7 @@ use tch::{Tensor, nn};
 use super::{
     Capture, DpLayer, DpModule, ForwardContext, LayerId, NamedParameter, NormCosts,
     ghost_outer_norm_squared, row_norms_squared, scale_examples, scale_of, sequence_view,
+    weighted_sum,
 };
 use crate::{Result, TchEngineError};
 
@@ -129,6 +130,12 @@ impl Linear {
     fn sequences(&self, captures: &[Capture]) -> Result<(Tensor, Tensor)> {
         sequence_view(captures, Some(self.in_features), self.out_features)
     }
+
+    /// Per-sample bias gradients `[batch, out]`: the output gradients `[batch, T, out]` summed
+    /// over the positions.
+    fn bias_gradients(gradients: &Tensor) -> Result<Tensor> {
+        Ok(gradients.f_sum_dim_intlist(1, false, None::<tch::Kind>)?)
+    }
 }
 
 impl DpModule for Linear {
@@ -159,7 +166,7 @@ impl DpLayer for Linear {
         let weight = linear_per_sample_weight_gradients(&inputs, &gradients)?;
         let mut result = vec![weight.f_reshape([batch, -1])?];
         if self.bias.is_some() {
-            result.push(gradients.f_sum_dim_intlist(1, false, None::<tch::Kind>)?);
+            result.push(Self::bias_gradients(&gradients)?);
         }
         Ok(result)
     }
@@ -168,7 +175,7 @@ impl DpLayer for Linear {
         let (inputs, gradients) = self.sequences(captures)?;
         let mut result = vec![ghost_outer_norm_squared(&inputs, &gradients)?];
         if self.bias.is_some() {
-            let bias = gradients.f_sum_dim_intlist(1, false, None::<tch::Kind>)?;
+            let bias = Self::bias_gradients(&gradients)?;
             result.push(row_norms_squared(&bias)?);
         }
         Ok(Some(result))
@@ -190,18 +197,30 @@ impl DpLayer for Linear {
         }
     }
 
+    /// `(s ⊙ G)ᵀ A` for the weight, with the scales applied to whichever of `G` and `A` is
+    /// smaller (the same product, fewer elements touched); `sᵀ (sum_t G_t)` for the bias.
     fn weighted_gradients(&self, captures: &[Capture], scales: &[Tensor]) -> Result<Vec<Tensor>> {
         let (inputs, gradients) = self.sequences(captures)?;
-        let scaled = scale_examples(&gradients, scale_of(scales, 0)?)?;
-        let flat_inputs = inputs.f_reshape([-1, self.in_features])?;
-        let weight = scaled
+        let weight_scales = scale_of(scales, 0)?;
+        let (scaled_inputs, scaled_gradients) = if inputs.numel() <= gradients.numel() {
+            (
+                scale_examples(&inputs, weight_scales)?,
+                gradients.shallow_clone(),
+            )
+        } else {
+            (inputs, scale_examples(&gradients, weight_scales)?)
+        };
+        let weight = scaled_gradients
             .f_reshape([-1, self.out_features])?
             .f_tr()?
-            .f_mm(&flat_inputs)?;
+            .f_mm(&scaled_inputs.f_reshape([-1, self.in_features])?)?;
         let mut result = vec![weight];
-        if self.bias.is_some() {
-            let scaled = scale_examples(&gradients, scale_of(scales, 1)?)?;
-            result.push(scaled.f_sum_dim_intlist([0, 1].as_slice(), false, None::<tch::Kind>)?);
+        if let Some(bias) = &self.bias {
+            result.push(weighted_sum(
+                &Self::bias_gradients(&gradients)?,
+                scale_of(scales, 1)?,
+                &bias.tensor,
+            )?);
         }
         Ok(result)
     }
