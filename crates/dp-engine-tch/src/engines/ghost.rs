@@ -92,7 +92,7 @@ impl PerSampleGradEngine for Ghost {
             return empty_norms(model);
         }
         let forward = RecordedForward::run(model, batch, self.precision)?;
-        let captures = forward.captures(true)?;
+        let captures = forward.captures(model, true)?;
         let (squared, _) = layer_norms(model, captures, forward.losses.size()[0], |costs| {
             costs.ghost.is_some()
         })?;
@@ -121,7 +121,7 @@ impl PerSampleGradEngine for Ghost {
             )?),
             (Some(forward), _, _) => Ok(clipped_sum(
                 model,
-                &LayerTape::from_captures(forward.captures(true)?),
+                &LayerTape::from_captures(forward.captures(model, true)?),
                 &scales,
             )?),
         }

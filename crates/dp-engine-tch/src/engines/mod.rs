@@ -62,7 +62,8 @@ impl RecordedForward {
 
     /// The gradient of the summed loss with respect to every recorded output, in one backward
     /// pass that computes no parameter gradient; `keep_graph` keeps the graph for another pass.
-    fn captures(&self, keep_graph: bool) -> Result<Vec<Vec<Capture>>> {
+    /// Every layer's uses are then merged as the layer prefers ([`DpLayer::merge_uses`]).
+    fn captures(&self, model: &DpModel, keep_graph: bool) -> Result<Vec<Vec<Capture>>> {
         let outputs: Vec<&Tensor> = self
             .uses
             .iter()
@@ -76,10 +77,12 @@ impl RecordedForward {
             Tensor::f_run_backward(&[total], &outputs, keep_graph, false)?
         }
         .into_iter();
-        self.uses
-            .iter()
-            .map(|layer_uses| {
-                layer_uses
+        model
+            .layers()
+            .into_iter()
+            .zip(&self.uses)
+            .map(|(layer, layer_uses)| {
+                let captures = layer_uses
                     .iter()
                     .map(|(input, output)| {
                         let gradient = gradients.next().ok_or(TchEngineError::Shape {
@@ -92,7 +95,8 @@ impl RecordedForward {
                             output_gradient: defined_or_zeros(gradient, output)?,
                         })
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>>>()?;
+                layer.merge_uses(captures)
             })
             .collect()
     }
@@ -109,7 +113,7 @@ fn recorded_pass(
     precision: Precision,
 ) -> Result<RecordedPass> {
     let forward = RecordedForward::run(model, batch, precision)?;
-    let mut captures = forward.captures(false)?;
+    let mut captures = forward.captures(model, false)?;
     let losses = forward.losses.f_detach()?;
     drop(forward);
     store_inputs(&mut captures, precision, batch.inputs())?;
@@ -606,7 +610,7 @@ mod tests {
         let (model, batch) = token_model()?;
         let forward = RecordedForward::run(&model, &batch, Precision::Bf16)?;
         assert_eq!(
-            capture_kinds(&forward.captures(false)?)?,
+            capture_kinds(&forward.captures(&model, false)?)?,
             [(Kind::Int64, Kind::BFloat16), (Kind::Float, Kind::BFloat16)]
         );
         Ok(())

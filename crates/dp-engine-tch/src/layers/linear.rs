@@ -199,6 +199,19 @@ impl DpLayer for Linear {
 
     /// `(s ⊙ G)ᵀ A` for the weight, with the scales applied to whichever of `G` and `A` is
     /// smaller (the same product, fewer elements touched); `sᵀ (sum_t G_t)` for the bias.
+    /// Several uses become one capture `[batch, T, in]`, `[batch, T, out]` (the sequence view
+    /// every formula of the layer reads).
+    fn merge_uses(&self, captures: Vec<Capture>) -> Result<Vec<Capture>> {
+        if captures.len() < 2 {
+            return Ok(captures);
+        }
+        let (input, output_gradient) = self.sequences(&captures)?;
+        Ok(vec![Capture {
+            input,
+            output_gradient,
+        }])
+    }
+
     fn weighted_gradients(&self, captures: &[Capture], scales: &[Tensor]) -> Result<Vec<Tensor>> {
         let (inputs, gradients) = self.sequences(captures)?;
         let weight_scales = scale_of(scales, 0)?;

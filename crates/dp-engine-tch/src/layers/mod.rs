@@ -273,6 +273,18 @@ pub trait DpLayer: std::fmt::Debug {
     /// Cost of the ghost and the materialized norm for these captures.
     fn norm_costs(&self, captures: &[Capture]) -> NormCosts;
 
+    /// The captures of all uses in the form the layer's formulas read fastest, computed once
+    /// per step: the default keeps one capture per use; a layer whose formulas join the uses
+    /// (a Linear layer applied once per time step) joins them here, so that its norm and its
+    /// clipped sum do not each copy them again.
+    ///
+    /// # Errors
+    ///
+    /// When the captures do not fit the layer or libtorch fails.
+    fn merge_uses(&self, captures: Vec<Capture>) -> Result<Vec<Capture>> {
+        Ok(captures)
+    }
+
     /// The weighted sums of per-sample gradients, sum_i `scales[k][i]` g_ik for every parameter
     /// k, each in the parameter's shape (`scales` holds one `[batch]` tensor per parameter). The
     /// default materializes the per-sample gradients.
