@@ -360,8 +360,8 @@ impl DpLayer for Conv {
             * (self.kernel_size as f64).powi(self.spatial_dims as i32);
         let outputs = self.out_channels as f64 / groups;
         NormCosts {
-            ghost: Some(groups * positions * positions * (patch + outputs)),
-            materialized: groups * positions * patch * outputs,
+            ghost: Some(groups * 2.0 * positions * positions),
+            materialized: groups * patch * outputs,
         }
     }
 

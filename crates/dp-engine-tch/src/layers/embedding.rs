@@ -119,8 +119,8 @@ impl DpLayer for Embedding {
         let positions = positions as f64;
         let dim = self.dim as f64;
         NormCosts {
-            ghost: Some(positions * positions * (dim + 1.0)),
-            materialized: (self.num_embeddings as f64 + positions) * dim,
+            ghost: Some(2.0 * positions * positions),
+            materialized: self.num_embeddings as f64 * dim,
         }
     }
 

@@ -192,8 +192,8 @@ impl DpLayer for Linear {
         let positions = positions as f64;
         let (input, output) = (self.in_features as f64, self.out_features as f64);
         NormCosts {
-            ghost: Some(positions * positions * (input + output)),
-            materialized: positions * input * output,
+            ghost: Some(2.0 * positions * positions),
+            materialized: input * output,
         }
     }
 
