@@ -22,9 +22,11 @@
 //!
 //! After the criterion groups, every (model, engine) configuration runs again in fresh
 //! processes of this binary (`DP_RS_ENGINES_CONFIG=<model>/<engine>`). The timing process runs
-//! one warm-up step, then timed steps (at least 3, more within a 3 s budget, at most 50) and
-//! reports their median. The memory process runs the warm-up and one step with glibc's
-//! `MALLOC_MMAP_THRESHOLD_` at 64 KiB, so freed tensors leave the resident set at once, and
+//! one warm-up step, then timed steps (at least 3, more within a 5 s budget, at most 50) and
+//! reports their median; a DP configuration's process alternates each DP step with a
+//! non-private step of the same model and batch and reports the median of the pairs' ratios,
+//! the figure the table's `time_ratio` gives. The memory process runs the warm-up and one step
+//! with glibc's `MALLOC_MMAP_THRESHOLD_` at 64 KiB, so freed tensors leave the resident set at once, and
 //! reports its resident-set high-water mark (`VmHWM` of `/proc/self/status`) before and after
 //! the steps. Their difference is the step's peak host memory above the set-up (model, batch,
 //! libtorch); on CUDA it covers host memory only. The table goes to `engines.json` in `DP_RS_BENCH_OUT`
@@ -61,7 +63,7 @@ const MIN_TIMED_STEPS: usize = 3;
 /// See [`MIN_TIMED_STEPS`].
 const MAX_TIMED_STEPS: usize = 50;
 /// See [`MIN_TIMED_STEPS`].
-const TIMING_BUDGET: Duration = Duration::from_secs(3);
+const TIMING_BUDGET: Duration = Duration::from_secs(5);
 /// With [`CONFIG_VARIABLE`]: measure memory (one step after the warm-up) rather than time.
 const MEMORY_VARIABLE: &str = "DP_RS_ENGINES_MEMORY";
 /// The environment variable that makes this binary measure one configuration and exit.
@@ -409,6 +411,8 @@ struct Measurement {
     engine: String,
     batch_size: i64,
     median_step_s: f64,
+    /// The median ratio of DP step to the non-private step timed next to it (DP rows).
+    paired_ratio: Option<f64>,
     set_up_peak_bytes: u64,
     peak_bytes: u64,
 }
@@ -418,14 +422,16 @@ impl Measurement {
         self.peak_bytes.saturating_sub(self.set_up_peak_bytes)
     }
 
-    /// One line: model, engine, batch, seconds, bytes.
+    /// One line: model, engine, batch, seconds, paired ratio (`-` for none), bytes.
     fn to_line(&self) -> String {
         format!(
-            "{} {} {} {} {} {}",
+            "{} {} {} {} {} {} {}",
             self.model,
             self.engine,
             self.batch_size,
             self.median_step_s,
+            self.paired_ratio
+                .map_or_else(|| "-".to_owned(), |ratio| ratio.to_string()),
             self.set_up_peak_bytes,
             self.peak_bytes
         )
@@ -433,7 +439,7 @@ impl Measurement {
 
     fn from_line(line: &str) -> BenchResult<Self> {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let [model, engine, batch_size, seconds, set_up, peak] = fields.as_slice() else {
+        let [model, engine, batch_size, seconds, ratio, set_up, peak] = fields.as_slice() else {
             return Err(format!("unexpected measurement line `{line}`").into());
         };
         Ok(Self {
@@ -441,13 +447,21 @@ impl Measurement {
             engine: (*engine).to_owned(),
             batch_size: batch_size.parse()?,
             median_step_s: seconds.parse()?,
+            paired_ratio: match *ratio {
+                "-" => None,
+                ratio => Some(ratio.parse()?),
+            },
             set_up_peak_bytes: set_up.parse()?,
             peak_bytes: peak.parse()?,
         })
     }
 }
 
-/// Runs one configuration in this process (the child side).
+/// Runs one configuration in this process (the child side). A DP configuration's timing
+/// process alternates its step with the non-private step of the same model and batch, so that
+/// every DP step has a non-private step timed next to it: the ratio is the median of those
+/// pairs' ratios, which cancels the slow spells of a shared machine (medians taken in separate
+/// processes minutes apart can differ by 30% on the 2-core CI machine).
 fn measure(config: &str) -> BenchResult<Measurement> {
     let (model_name, engine) = config
         .split_once('/')
@@ -457,30 +471,53 @@ fn measure(config: &str) -> BenchResult<Measurement> {
         .find(|workload| workload.name == model_name)
         .ok_or_else(|| format!("unknown model `{model_name}`"))?;
     let (mut model, batch) = workload.set_up(device())?;
+    let memory = std::env::var_os(MEMORY_VARIABLE).is_some();
     let mut step = stepper(engine, workload.batch_size)?;
+    let mut reference = if memory || engine == "non_private" {
+        None
+    } else {
+        Some(stepper("non_private", workload.batch_size)?)
+    };
     let set_up_peak_bytes = peak_resident_bytes()?;
-    step(&mut model, &batch)?;
-    let mut times = Vec::with_capacity(MAX_TIMED_STEPS);
-    let timing = Instant::now();
-    let (minimum, maximum) = if std::env::var_os(MEMORY_VARIABLE).is_some() {
+    let timed = |step: &mut Step, model: &mut DpModel| -> BenchResult<f64> {
+        let started = Instant::now();
+        step(model, &batch)?;
+        Ok(started.elapsed().as_secs_f64())
+    };
+    timed(&mut step, &mut model)?;
+    if let Some(reference) = &mut reference {
+        timed(reference, &mut model)?;
+    }
+    let (minimum, maximum) = if memory {
         (1, 1)
     } else {
         (MIN_TIMED_STEPS, MAX_TIMED_STEPS)
     };
+    let mut times = Vec::with_capacity(maximum);
+    let mut ratios = Vec::with_capacity(maximum);
+    let timing = Instant::now();
     while times.len() < minimum || (times.len() < maximum && timing.elapsed() < TIMING_BUDGET) {
-        let started = Instant::now();
-        step(&mut model, &batch)?;
-        times.push(started.elapsed().as_secs_f64());
+        let time = timed(&mut step, &mut model)?;
+        times.push(time);
+        if let Some(reference) = &mut reference {
+            ratios.push(time / timed(reference, &mut model)?);
+        }
     }
-    times.sort_by(f64::total_cmp);
     Ok(Measurement {
         model: workload.name.to_owned(),
         engine: engine.to_owned(),
         batch_size: workload.batch_size,
-        median_step_s: times[times.len() / 2],
+        median_step_s: median(times),
+        paired_ratio: (!ratios.is_empty()).then(|| median(ratios)),
         set_up_peak_bytes,
         peak_bytes: peak_resident_bytes()?,
     })
+}
+
+/// The median (the upper one of an even count) of a non-empty list.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Runs one configuration in a child process: timed with the default allocator, or, for
@@ -527,9 +564,14 @@ fn measure_all(filters: &[String]) -> BenchResult<Vec<Measurement>> {
                 ..timed
             };
             eprintln!(
-                "engines_tch memory/{}/{engine}: median step {:.1} ms, step peak {:.1} MiB",
+                "engines_tch memory/{}/{engine}: median step {:.1} ms{}, step peak {:.1} MiB",
                 workload.name,
                 measurement.median_step_s * 1e3,
+                measurement
+                    .paired_ratio
+                    .map_or_else(String::new, |ratio| format!(
+                        " ({ratio:.2}x the non-private step next to it)"
+                    )),
                 measurement.step_memory() as f64 / (1024.0 * 1024.0)
             );
             measurements.push(measurement);
@@ -565,7 +607,10 @@ fn write_engines_json(measurements: &[Measurement]) -> BenchResult<PathBuf> {
     writeln!(
         json,
         "  \"method\": \"each configuration in its own processes: time is the median of \
-         {MIN_TIMED_STEPS} to {MAX_TIMED_STEPS} timed steps ({} s budget) after 1 warm-up step; \
+         {MIN_TIMED_STEPS} to {MAX_TIMED_STEPS} timed steps ({} s budget) after 1 warm-up step, \
+         a DP configuration's steps alternating with non-private steps of the same model and \
+         batch in the same process; time_ratio is the median of the ratios of each DP step to \
+         the non-private step after it; \
          memory from a second process (warm-up and 1 step, MALLOC_MMAP_THRESHOLD_=65536); noise: libtorch's \
          generator on the gradient tensors, except the book_keeping_host_* rows (dp-sampler \
          through visit_parameters, as dp-trainer); step_peak_bytes = VmHWM after the steps \
@@ -600,10 +645,11 @@ fn write_engines_json(measurements: &[Measurement]) -> BenchResult<PathBuf> {
             measurement.set_up_peak_bytes,
             measurement.peak_bytes,
             measurement.step_memory(),
-            ratio(
-                measurement.median_step_s,
-                reference.map(|reference| reference.median_step_s)
-            ),
+            match (measurement.engine.as_str(), measurement.paired_ratio) {
+                ("non_private", _) => "1.0000".to_owned(),
+                (_, Some(paired)) => format!("{paired:.4}"),
+                (_, None) => "null".to_owned(),
+            },
             ratio(
                 measurement.step_memory() as f64,
                 reference.map(|reference| reference.step_memory() as f64)
