@@ -297,14 +297,17 @@ fn patches(
     let size = input.size();
     let (batch, channels) = (size[0], size[1]);
     let mut windows = input.f_constant_pad_nd([padding[1], padding[1], padding[0], padding[0]])?;
-    for axis in 0..2 {
-        let span = (kernel[axis] - 1) * dilation[axis] + 1;
-        windows = windows.f_unfold(2 + axis as i64, span, stride[axis])?;
+    let axes = [
+        (2, kernel[0], dilation[0], stride[0]),
+        (3, kernel[1], dilation[1], stride[1]),
+    ];
+    for (axis, kernel, dilation, stride) in axes {
+        windows = windows.f_unfold(axis, (kernel - 1) * dilation + 1, stride)?;
     }
     // [batch, channels, H', W', span_h, span_w]: keep every dilation-th kernel element.
-    for axis in 0..2 {
-        if dilation[axis] > 1 {
-            windows = windows.f_slice(4 + axis as i64, 0, None, dilation[axis])?;
+    for (axis, _, dilation, _) in axes {
+        if dilation > 1 {
+            windows = windows.f_slice(axis + 2, 0, None, dilation)?;
         }
     }
     let positions = windows.size()[2] * windows.size()[3];
