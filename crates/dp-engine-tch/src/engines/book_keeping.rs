@@ -11,7 +11,8 @@ use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum NormChoice {
     /// Per layer, the cheaper of ghost norm and materialized norm ([`NormCosts`]): ghost when
-    /// the squared sequence length is small against the layer size (Bu et al. 2023).
+    /// its two `T × T` Gram matrices are smaller than the per-sample gradient, `2T² < pd`
+    /// (Bu, Mao and Xu 2022).
     #[default]
     ByCost,
     /// The ghost norm wherever a layer has one.
@@ -34,8 +35,8 @@ impl NormChoice {
 /// model at small cost").
 ///
 /// Phase 1: one recorded forward pass and one backward pass to the layer outputs (no parameter
-/// gradients), per-sample norms per layer by ghost norm or materialized norm, whichever costs
-/// less. Phase 2: the clipped sum, with no second backward pass: from the stored activations
+/// gradients), per-sample norms per layer by ghost norm or materialized norm, whichever writes
+/// less ([`NormChoice::ByCost`]). Phase 2: the clipped sum, with no second backward pass: from the stored activations
 /// and scaled output gradients (for a Linear layer `(s ⊙ G)ᵀ A`), or, for a layer whose
 /// per-sample gradients were materialized for its norm and take no more memory than its
 /// activations and output gradients, as their weighted sum (those are then kept instead of the

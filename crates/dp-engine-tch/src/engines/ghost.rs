@@ -8,7 +8,7 @@ use super::{
     layer_norms, norm_matrix,
 };
 use crate::batch::{TensorBatch, to_host_f64};
-use crate::{DpModel, Precision, Result};
+use crate::{DpModel, NormCosts, Precision, Result};
 
 /// Ghost clipping (Li et al. 2021, "Large language models can be strong differentially private
 /// learners").
@@ -16,8 +16,10 @@ use crate::{DpModel, Precision, Result};
 /// Phase 1: one recorded forward pass, one backward pass to the layer outputs (graph kept), and
 /// per-sample norms from activations and output gradients without forming per-sample gradients:
 /// for a Linear layer over a sequence, ||sum_t g_t a_tᵀ||² = sum_{t,s} (a_t·a_s)(g_t·g_s).
-/// Layers without a ghost formula (the norms' affine parameters) are materialized, which is
-/// cheap for them. Phase 2: a second backward pass of sum_i s_i L_i through the kept graph.
+/// Layers without a ghost formula (the norms' affine parameters), and layers whose per-sample
+/// gradient is smaller than the ghost norm's Gram matrices (convolutions over many positions:
+/// mixed ghost clipping, Bu, Mao and Xu 2022, [`NormCosts`]), are materialized, one layer at a
+/// time. Phase 2: a second backward pass of sum_i s_i L_i through the kept graph.
 /// Per-group scales (per-layer clipping) cannot be expressed as one reweighted loss; for them
 /// phase 2 recomputes the output gradients (one more backward pass to the layer outputs) and
 /// takes the clipped sum from them and the activations. The tape keeps the graph but no output
@@ -93,9 +95,12 @@ impl PerSampleGradEngine for Ghost {
         }
         let forward = RecordedForward::run(model, batch, self.precision)?;
         let captures = forward.captures(model, true)?;
-        let (squared, _) = layer_norms(model, captures, forward.losses.size()[0], |costs| {
-            costs.ghost.is_some()
-        })?;
+        let (squared, _) = layer_norms(
+            model,
+            captures,
+            forward.losses.size()[0],
+            NormCosts::prefers_ghost,
+        )?;
         let norms = norm_matrix(size, &squared)?;
         let losses = to_host_f64(&forward.losses.detach())?;
         self.tape = Some(GhostTape {
