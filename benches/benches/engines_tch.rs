@@ -18,7 +18,8 @@
 //! libraries add it). `book_keeping_host_secure_noise` and `book_keeping_host_fast_noise` add
 //! it the way `dp-trainer` does: through `visit_parameters` (a host copy of every group) with
 //! dp-sampler's secure (discrete Gaussian) or fast noise, so their ratios show what the noise
-//! source costs on top of the engine.
+//! source costs on top of the engine. `book_keeping_without_noise` adds none (not a private
+//! step): the engine's own cost, clipping included.
 //!
 //! After the criterion groups, every (model, engine) configuration runs again in fresh
 //! processes of this binary (`DP_RS_ENGINES_CONFIG=<model>/<engine>`). The timing process runs
@@ -135,9 +136,10 @@ const WORKLOADS: [Workload; 4] = [
 
 /// The step kinds, in bench order: the non-private reference first. `_bf16` rows store the
 /// engine's tape in bfloat16 ([`Precision::Bf16`]).
-const ENGINES: [&str; 9] = [
+const ENGINES: [&str; 10] = [
     "non_private",
     "book_keeping",
+    "book_keeping_without_noise",
     "book_keeping_bf16",
     "book_keeping_host_secure_noise",
     "book_keeping_host_fast_noise",
@@ -150,6 +152,8 @@ const ENGINES: [&str; 9] = [
 /// Where a DP step's Gaussian noise comes from.
 #[derive(Clone, Copy)]
 enum NoiseSource {
+    /// No noise: the clipped sum only, to show the engine's own cost (not a private step).
+    Omitted,
     /// libtorch's generator, drawn into the gradient buffers on their device.
     Tensor,
     /// dp-sampler through `visit_parameters`, as `dp-trainer` adds it.
@@ -212,6 +216,7 @@ fn stepper(engine: &str, batch_size: i64) -> BenchResult<Step> {
             Box::new(move |model, batch| non_private_step(&mut engine, model, batch, batch_size))
         }
         "book_keeping" => dp(BookKeeping::new(), batch_size, tensor),
+        "book_keeping_without_noise" => dp(BookKeeping::new(), batch_size, NoiseSource::Omitted),
         "book_keeping_bf16" => dp(
             BookKeeping::new().with_precision(Precision::Bf16),
             batch_size,
@@ -298,6 +303,10 @@ where
         })
         .collect();
     match noise {
+        NoiseSource::Omitted => {
+            engine.zero_grad(model);
+            engine.accumulate_scaled(model, &ScaleVector::new(scales)?)?;
+        }
         NoiseSource::Tensor => {
             // The noise overwrites the buffers (so no zeroing), then the clipped sum is added.
             for gradient in model.gradients_mut() {
