@@ -1,11 +1,12 @@
 //! Book-keeping (Bu et al. 2023): one backward pass, norms and clipped sum from the tape.
 
 use super::{
-    LayerTape, clipped_sum, device_scales, empty_norms, layer_norms, norm_matrix, recorded_pass,
+    EmptyTape, LayerTape, clipped_sum, device_scales, layer_norms, norm_matrix, phase_one,
+    recorded_pass,
 };
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, NormCosts, Precision};
-use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, ScaleVector};
+use dp_engine::{EngineError, PerSampleGradEngine, PerSampleNorms, ScaleVector};
 
 /// How [`BookKeeping`] obtains each layer's per-sample norms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,6 +63,15 @@ struct BookKeepingTape {
     layers: Vec<LayerTape>,
 }
 
+impl EmptyTape for BookKeepingTape {
+    fn empty() -> Self {
+        Self {
+            batch: 0,
+            layers: Vec::new(),
+        }
+    }
+}
+
 impl BookKeeping {
     /// An engine that chooses per layer by cost.
     pub fn new() -> Self {
@@ -102,28 +112,21 @@ impl PerSampleGradEngine for BookKeeping {
         model: &DpModel,
         batch: &TensorBatch,
     ) -> Result<PerSampleNorms, EngineError> {
-        self.tape = None;
-        let size = batch.num_examples();
-        if size == 0 {
-            self.tape = Some(BookKeepingTape {
-                batch: 0,
-                layers: Vec::new(),
-            });
-            return empty_norms(model);
-        }
-        let pass = recorded_pass(model, batch, self.precision)?;
-        let choice = self.choice;
-        let (squared, layers) =
-            layer_norms(model, pass.captures, pass.losses.size()[0], |costs| {
-                choice.use_ghost(costs)
-            })?;
-        let norms = norm_matrix(size, &squared)?;
-        let losses = to_host_f64(&pass.losses)?;
-        self.tape = Some(BookKeepingTape {
-            batch: size,
-            layers,
-        });
-        Ok(PerSampleNorms { losses, norms })
+        let (precision, choice) = (self.precision, self.choice);
+        phase_one(&mut self.tape, model, batch, |size| {
+            let pass = recorded_pass(model, batch, precision)?;
+            let (squared, layers) =
+                layer_norms(model, pass.captures, pass.losses.size()[0], |costs| {
+                    choice.use_ghost(costs)
+                })?;
+            let norms = norm_matrix(size, &squared)?;
+            let losses = to_host_f64(&pass.losses)?;
+            let tape = BookKeepingTape {
+                batch: size,
+                layers,
+            };
+            Ok((PerSampleNorms { losses, norms }, tape))
+        })
     }
 
     fn accumulate_scaled(

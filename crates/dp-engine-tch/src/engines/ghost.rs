@@ -1,11 +1,11 @@
 //! Ghost clipping (Li et al. 2021): norms without per-sample gradients, then a second backward.
 
-use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, ScaleVector};
+use dp_engine::{EngineError, PerSampleGradEngine, PerSampleNorms, ScaleVector};
 use tch::{Kind, Tensor};
 
 use super::{
-    LayerTape, RecordedForward, clipped_sum, defined_or_zeros, device_scales, empty_norms,
-    layer_norms, norm_matrix,
+    EmptyTape, LayerTape, RecordedForward, clipped_sum, defined_or_zeros, device_scales,
+    layer_norms, norm_matrix, phase_one,
 };
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, NormCosts, Precision, Result};
@@ -43,6 +43,15 @@ struct GhostTape {
     batch: usize,
     /// The recorded forward pass with its graph (absent for an empty batch).
     forward: Option<RecordedForward>,
+}
+
+impl EmptyTape for GhostTape {
+    fn empty() -> Self {
+        Self {
+            batch: 0,
+            forward: None,
+        }
+    }
 }
 
 impl Ghost {
@@ -84,30 +93,24 @@ impl PerSampleGradEngine for Ghost {
         model: &DpModel,
         batch: &TensorBatch,
     ) -> Result<PerSampleNorms, EngineError> {
-        self.tape = None;
-        let size = batch.num_examples();
-        if size == 0 {
-            self.tape = Some(GhostTape {
-                batch: 0,
-                forward: None,
-            });
-            return empty_norms(model);
-        }
-        let forward = RecordedForward::run(model, batch, self.precision)?;
-        let captures = forward.captures(model, true)?;
-        let (squared, _) = layer_norms(
-            model,
-            captures,
-            forward.losses.size()[0],
-            NormCosts::prefers_ghost,
-        )?;
-        let norms = norm_matrix(size, &squared)?;
-        let losses = to_host_f64(&forward.losses.detach())?;
-        self.tape = Some(GhostTape {
-            batch: size,
-            forward: Some(forward),
-        });
-        Ok(PerSampleNorms { losses, norms })
+        let precision = self.precision;
+        phase_one(&mut self.tape, model, batch, |size| {
+            let forward = RecordedForward::run(model, batch, precision)?;
+            let captures = forward.captures(model, true)?;
+            let (squared, _) = layer_norms(
+                model,
+                captures,
+                forward.losses.size()[0],
+                NormCosts::prefers_ghost,
+            )?;
+            let norms = norm_matrix(size, &squared)?;
+            let losses = to_host_f64(&forward.losses.detach())?;
+            let tape = GhostTape {
+                batch: size,
+                forward: Some(forward),
+            };
+            Ok((PerSampleNorms { losses, norms }, tape))
+        })
     }
 
     fn accumulate_scaled(

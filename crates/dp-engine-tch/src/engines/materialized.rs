@@ -1,8 +1,8 @@
 //! Per-sample gradients from captured activations and output gradients.
 
-use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, ScaleVector};
+use dp_engine::{EngineError, PerSampleGradEngine, PerSampleNorms, ScaleVector};
 
-use super::{PerSampleTape, empty_norms, materialize, norm_matrix, recorded_pass, squared_norms};
+use super::{PerSampleTape, materialize, norm_matrix, phase_one, recorded_pass, squared_norms};
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, Precision};
 
@@ -32,24 +32,17 @@ impl PerSampleGradEngine for Materialized {
         model: &DpModel,
         batch: &TensorBatch,
     ) -> Result<PerSampleNorms, EngineError> {
-        self.tape = None;
-        let size = batch.num_examples();
-        if size == 0 {
-            self.tape = Some(PerSampleTape {
-                batch: 0,
-                per_sample: Vec::new(),
-            });
-            return empty_norms(model);
-        }
-        let pass = recorded_pass(model, batch, Precision::F32)?;
-        let per_sample = materialize(model, &pass.captures, pass.losses.size()[0])?;
-        let norms = norm_matrix(size, &squared_norms(&per_sample)?)?;
-        let losses = to_host_f64(&pass.losses)?;
-        self.tape = Some(PerSampleTape {
-            batch: size,
-            per_sample,
-        });
-        Ok(PerSampleNorms { losses, norms })
+        phase_one(&mut self.tape, model, batch, |size| {
+            let pass = recorded_pass(model, batch, Precision::F32)?;
+            let per_sample = materialize(model, &pass.captures, pass.losses.size()[0])?;
+            let norms = norm_matrix(size, &squared_norms(&per_sample)?)?;
+            let losses = to_host_f64(&pass.losses)?;
+            let tape = PerSampleTape {
+                batch: size,
+                per_sample,
+            };
+            Ok((PerSampleNorms { losses, norms }, tape))
+        })
     }
 
     fn accumulate_scaled(

@@ -3,7 +3,7 @@
 use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, PerSampleNorms, ScaleVector};
 use tch::{Kind, Tensor};
 
-use super::{PerSampleTape, defined_or_zeros, empty_norms, norm_matrix, squared_norms};
+use super::{PerSampleTape, defined_or_zeros, norm_matrix, phase_one, squared_norms};
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::layers::ForwardContext;
 use crate::{DpModel, Result};
@@ -79,22 +79,15 @@ impl PerSampleGradEngine for Microbatch {
         model: &DpModel,
         batch: &TensorBatch,
     ) -> Result<PerSampleNorms, EngineError> {
-        self.tape = None;
-        let size = batch.num_examples();
-        if size == 0 {
-            self.tape = Some(PerSampleTape {
-                batch: 0,
-                per_sample: Vec::new(),
-            });
-            return empty_norms(model);
-        }
-        let (losses, per_sample) = Self::per_sample(model, batch)?;
-        let norms = norm_matrix(size, &squared_norms(&per_sample)?)?;
-        self.tape = Some(PerSampleTape {
-            batch: size,
-            per_sample,
-        });
-        Ok(PerSampleNorms { losses, norms })
+        phase_one(&mut self.tape, model, batch, |size| {
+            let (losses, per_sample) = Self::per_sample(model, batch)?;
+            let norms = norm_matrix(size, &squared_norms(&per_sample)?)?;
+            let tape = PerSampleTape {
+                batch: size,
+                per_sample,
+            };
+            Ok((PerSampleNorms { losses, norms }, tape))
+        })
     }
 
     fn accumulate_scaled(

@@ -8,7 +8,9 @@ mod microbatch;
 
 use std::collections::HashMap;
 
-use dp_engine::{EngineError, NormMatrix, ParameterGroup, ParameterView, ScaleVector};
+use dp_engine::{
+    EngineError, NormMatrix, ParameterGroup, ParameterView, PerSampleNorms, ScaleVector,
+};
 use tch::{Device, Kind, Tensor};
 
 pub use book_keeping::{BookKeeping, NormChoice};
@@ -352,12 +354,43 @@ impl PerSampleTape {
     }
 }
 
-/// The norms of an empty batch: no rows.
-fn empty_norms(model: &DpModel) -> Result<dp_engine::PerSampleNorms, EngineError> {
-    Ok(dp_engine::PerSampleNorms {
-        losses: Vec::new(),
-        norms: NormMatrix::new(0, model.parameters().len(), Vec::new())?,
-    })
+/// An engine's tape for an empty batch (no examples: norms without rows, a zero clipped sum).
+trait EmptyTape {
+    fn empty() -> Self;
+}
+
+impl EmptyTape for PerSampleTape {
+    fn empty() -> Self {
+        Self {
+            batch: 0,
+            per_sample: Vec::new(),
+        }
+    }
+}
+
+/// Phase 1 as every engine runs it: the previous tape is dropped first (a failed phase 1
+/// leaves none, so phase 2 reports a missing tape instead of reusing an old one); an empty
+/// batch gets norms without rows and the empty tape, and never reaches libtorch; otherwise
+/// `record` computes the norms and the tape from the batch of `size` examples.
+fn phase_one<T: EmptyTape>(
+    tape: &mut Option<T>,
+    model: &DpModel,
+    batch: &TensorBatch,
+    record: impl FnOnce(usize) -> Result<(PerSampleNorms, T), EngineError>,
+) -> Result<PerSampleNorms, EngineError> {
+    *tape = None;
+    let size = dp_engine::ExampleBatch::num_examples(batch);
+    let (norms, recorded) = if size == 0 {
+        let norms = PerSampleNorms {
+            losses: Vec::new(),
+            norms: NormMatrix::new(0, model.parameters().len(), Vec::new())?,
+        };
+        (norms, T::empty())
+    } else {
+        record(size)?
+    };
+    *tape = Some(recorded);
+    Ok(norms)
 }
 
 fn parameter_groups(model: &DpModel) -> Vec<ParameterGroup> {
