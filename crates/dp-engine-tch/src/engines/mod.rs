@@ -599,6 +599,30 @@ mod tests {
     }
 
     #[test]
+    fn materialized_per_sample_gradients_are_kept_only_where_no_larger_than_the_captures()
+    -> Result<()> {
+        let (model, batch) = token_model()?;
+        let pass = recorded_pass(&model, &batch, Precision::F32)?;
+        let captured = pass
+            .captures
+            .iter()
+            .map(|captures| captured_bytes(captures))
+            .collect::<Result<Vec<_>>>()?;
+        // Embedding: a 5 x 4 table per example, 2 x 80 bytes, against 48 bytes of token
+        // indices and 96 of output gradients. Linear 4 -> 3 over 3 positions: 12 weights and 3
+        // biases per example, 2 x 60 bytes, against 96 bytes of inputs and 72 of gradients.
+        assert_eq!(captured, [144, 168]);
+        let (squared, tapes) = layer_norms(&model, pass.captures, 2, |_| false)?;
+        assert_eq!(squared.len(), 3);
+        assert!(matches!(&tapes[0], LayerTape::Captures(captures) if captures.len() == 1));
+        let LayerTape::PerSample(per_sample) = &tapes[1] else {
+            panic!("the Linear layer's per-sample gradients fit in its captures: {tapes:?}");
+        };
+        assert_eq!(bytes(per_sample)?, 120);
+        Ok(())
+    }
+
+    #[test]
     fn bf16_storage_rounds_floating_captures_and_keeps_token_indices() -> Result<()> {
         let (model, batch) = token_model()?;
         let full = recorded_pass(&model, &batch, Precision::F32)?;

@@ -435,3 +435,32 @@ impl DpLayer for Conv {
         Ok(std::iter::once(weight).chain(bias).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn patches_equal_im2col() -> Result<()> {
+        tch::manual_seed(5);
+        let input = Tensor::f_randn([3, 2, 9, 7], (Kind::Float, Device::Cpu))?;
+        // (kernel, dilation, padding, stride), including a 1-d style kernel of height 1.
+        let cases = [
+            ([3, 3], [1, 1], [0, 0], [1, 1]),
+            ([8, 8], [1, 1], [3, 3], [2, 2]),
+            ([3, 2], [2, 3], [1, 2], [2, 1]),
+            ([1, 4], [1, 2], [0, 3], [1, 3]),
+        ];
+        for (kernel, dilation, padding, stride) in cases {
+            let expected = input.f_im2col(kernel, dilation, padding, stride)?;
+            let actual = patches(&input, kernel, dilation, padding, stride)?;
+            assert_eq!(actual.size(), expected.size());
+            assert!(
+                actual.equal(&expected),
+                "kernel {kernel:?} dilation {dilation:?} padding {padding:?} stride {stride:?}"
+            );
+        }
+        Ok(())
+    }
+}
