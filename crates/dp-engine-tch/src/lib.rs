@@ -19,8 +19,8 @@
 //!   on top of autograd (layer inputs and output gradients) in bfloat16
 //!   (`BookKeeping::new().with_precision(Precision::Bf16)`), computing norms and clipped sums
 //!   from those values widened back to f32; forward, backward and parameters stay in f32. On the
-//!   benchmark transformer this lowers book-keeping's peak step memory from 1.33x to 1.25x the
-//!   non-private step's, at about 25% more step time on CPU; norms and updates agree with f32
+//!   benchmark transformer this lowers book-keeping's peak step memory from 1.30x to 1.19x the
+//!   non-private step's, at about 50% more step time on CPU; norms and updates agree with f32
 //!   to about 1e-3 relative.
 //!
 //! Siblings: `dp-engine` (the trait), `dp-engine-testkit` (the conformance suite),
