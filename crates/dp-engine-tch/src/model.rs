@@ -179,10 +179,18 @@ impl DpModel {
     ///
     /// When the input does not fit the model.
     pub fn forward(&self, inputs: &Tensor) -> Result<Tensor> {
-        self.module.forward_dp(
-            &inputs.f_to_device(self.device)?,
-            &mut ForwardContext::new(false),
-        )
+        self.run(inputs, &mut ForwardContext::new(false))
+    }
+
+    /// The module's forward pass link by link ([`DpModule::chain`]), each link's output marked
+    /// as a cut in `context`.
+    fn run(&self, inputs: &Tensor, context: &mut ForwardContext) -> Result<Tensor> {
+        let mut hidden = inputs.f_to_device(self.device)?;
+        for link in chain_links(self.module.as_ref()) {
+            hidden = link.forward_dp(&hidden, context)?;
+            context.cut(&hidden);
+        }
+        Ok(hidden)
     }
 
     /// Forward pass and per-example losses `[batch]` in the model's mode.
@@ -192,9 +200,7 @@ impl DpModel {
         targets: &Tensor,
         context: &mut ForwardContext,
     ) -> Result<Tensor> {
-        let outputs = self
-            .module
-            .forward_dp(&inputs.f_to_device(self.device)?, context)?;
+        let outputs = self.run(inputs, context)?;
         self.loss
             .per_example(&outputs, &targets.f_to_device(self.device)?)
     }
@@ -247,6 +253,15 @@ impl Clone for DpModel {
             device: self.device,
             train: self.train,
         }
+    }
+}
+
+/// The links of `module`'s chain, nested chains unfolded ([`DpModule::chain`]); a module that
+/// is no chain is its one link. Applied in order, they are the module's forward pass.
+fn chain_links(module: &dyn DpModule) -> Vec<&dyn DpModule> {
+    match module.chain() {
+        Some(parts) => parts.into_iter().flat_map(chain_links).collect(),
+        None => vec![module],
     }
 }
 

@@ -19,7 +19,7 @@ pub use materialized::Materialized;
 pub use microbatch::Microbatch;
 
 use crate::batch::{TensorBatch, to_host_f64};
-use crate::layers::{Capture, DpLayer, ForwardContext, row_norms_squared};
+use crate::layers::{Capture, Cut, DpLayer, ForwardContext, row_norms_squared};
 use crate::precision::Precision;
 use crate::{DpModel, Result, TchEngineError};
 
@@ -31,14 +31,27 @@ struct RecordedPass {
     captures: Vec<Vec<Capture>>,
 }
 
-/// One recorded forward pass: the losses in the graph and every layer's uses.
+/// One recorded forward pass: the losses in the graph, every use of a layer, and the cuts
+/// between them.
 #[derive(Debug)]
 struct RecordedForward {
     /// Per-example losses `[batch]`, in the graph.
     losses: Tensor,
-    /// For every layer of [`DpModel::layers`], its uses in order: input (detached) and the
-    /// output's probe (in the graph, with the output's gradient; see [`ForwardContext::record`]).
-    uses: Vec<Vec<(Tensor, Tensor)>>,
+    /// Every use of a layer, in the order of the forward pass.
+    uses: Vec<LayerUse>,
+    /// The cuts that split `uses` into segments for the backward pass ([`segment_cuts`]).
+    cuts: Vec<Cut>,
+}
+
+/// One use of a layer in a recorded forward pass.
+#[derive(Debug)]
+struct LayerUse {
+    /// The layer's position in [`DpModel::layers`].
+    layer: usize,
+    /// The layer's input, detached.
+    input: Tensor,
+    /// The output's probe: in the graph, with the output's gradient ([`ForwardContext::record`]).
+    probe: Tensor,
 }
 
 impl RecordedForward {
@@ -47,61 +60,131 @@ impl RecordedForward {
     fn run(model: &DpModel, batch: &TensorBatch, output_gradients: Precision) -> Result<Self> {
         let mut context = ForwardContext::recording_in(model.is_training(), output_gradients);
         let losses = model.losses(batch.inputs(), batch.targets(), &mut context)?;
-        let layers = model.layers();
-        let index: HashMap<_, _> = layers
+        let index: HashMap<_, _> = model
+            .layers()
             .iter()
             .enumerate()
             .map(|(position, layer)| (layer.id(), position))
             .collect();
-        let mut uses: Vec<Vec<(Tensor, Tensor)>> = layers.iter().map(|_| Vec::new()).collect();
-        for record in context.into_records() {
-            if let Some(&position) = index.get(&record.layer) {
-                uses[position].push((record.input, record.output));
+        let (records, cuts) = context.into_records();
+        // uses_before[i]: the uses among the first i records (a record of a layer the model
+        // does not list is no use).
+        let mut uses = Vec::with_capacity(records.len());
+        let mut uses_before = Vec::with_capacity(records.len() + 1);
+        uses_before.push(0);
+        for record in records {
+            if let Some(&layer) = index.get(&record.layer) {
+                uses.push(LayerUse {
+                    layer,
+                    input: record.input,
+                    probe: record.output,
+                });
             }
+            uses_before.push(uses.len());
         }
-        Ok(Self { losses, uses })
+        let cuts = cuts.into_iter().map(|cut| Cut {
+            records: uses_before[cut.records],
+            tensor: cut.tensor,
+        });
+        let cuts = segment_cuts(cuts, uses.len());
+        Ok(Self { losses, uses, cuts })
     }
 
-    /// The gradient of the summed loss with respect to every recorded output, in one backward
-    /// pass that computes no parameter gradient; `keep_graph` keeps the graph for another pass.
-    /// Every layer's uses are then merged as the layer prefers ([`DpLayer::merge_uses`]).
-    fn captures(&self, model: &DpModel, keep_graph: bool) -> Result<Vec<Vec<Capture>>> {
-        let outputs: Vec<&Tensor> = self
-            .uses
-            .iter()
-            .flatten()
-            .map(|(_, output)| output)
-            .collect();
-        let mut gradients = if outputs.is_empty() {
-            Vec::new()
-        } else {
-            let total = self.losses.f_sum(Kind::Float)?;
-            Tensor::f_run_backward(&[total], &outputs, keep_graph, false)?
+    /// The backward pass from the summed loss to the recorded outputs, computing no parameter
+    /// gradient, one segment at a time from the loss down: the gradient at the segment's
+    /// lower cut comes with its outputs' and starts the next segment's pass. As soon as every
+    /// use of a layer has its gradient, the layer's captures, merged as it prefers
+    /// ([`DpLayer::merge_uses`]), go to `visit` with its position in [`DpModel::layers`], so
+    /// output gradients are held one segment at a time (longer only for a layer used in
+    /// several). A layer without uses is not visited. `keep_graph` keeps the graph for another
+    /// pass.
+    fn backward_by_layer(
+        &self,
+        model: &DpModel,
+        keep_graph: bool,
+        mut visit: impl FnMut(usize, Vec<Capture>) -> Result<()>,
+    ) -> Result<()> {
+        if self.uses.is_empty() {
+            return Ok(());
         }
-        .into_iter();
-        model
-            .layers()
-            .into_iter()
-            .zip(&self.uses)
-            .map(|(layer, layer_uses)| {
-                let captures = layer_uses
-                    .iter()
-                    .map(|(input, output)| {
-                        let gradient = gradients.next().ok_or(TchEngineError::Shape {
-                            what: "output gradients",
-                            expected: "one per recorded layer output",
-                            actual: Vec::new(),
-                        })?;
-                        Ok(Capture {
-                            input: input.shallow_clone(),
-                            output_gradient: defined_or_zeros(gradient, output)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                layer.merge_uses(captures)
-            })
-            .collect()
+        let layers = model.layers();
+        let mut remaining = vec![0_usize; layers.len()];
+        for layer_use in &self.uses {
+            remaining[layer_use.layer] += 1;
+        }
+        let mut pending: Vec<Vec<(usize, Capture)>> = layers.iter().map(|_| Vec::new()).collect();
+        let mut root = self.losses.f_sum(Kind::Float)?;
+        let mut end = self.uses.len();
+        for cut in self.cuts.iter().rev().map(Some).chain([None]) {
+            let start = cut.map_or(0, |cut| cut.records);
+            let mut wanted: Vec<&Tensor> = self.uses[start..end]
+                .iter()
+                .map(|layer_use| &layer_use.probe)
+                .collect();
+            wanted.extend(cut.map(|cut| &cut.tensor));
+            let mut gradients = Tensor::f_run_backward(&[&root], &wanted, keep_graph, false)?;
+            if let Some(cut) = cut {
+                let at_cut = gradients.pop().ok_or(TchEngineError::Shape {
+                    what: "gradient at a cut",
+                    expected: "one per backward pass",
+                    actual: Vec::new(),
+                })?;
+                let at_cut = defined_or_zeros(at_cut, &cut.tensor)?;
+                root = cut.tensor.f_mul(&at_cut)?.f_sum(Kind::Float)?;
+            }
+            for (position, gradient) in (start..end).zip(gradients) {
+                let layer_use = &self.uses[position];
+                pending[layer_use.layer].push((
+                    position,
+                    Capture {
+                        input: layer_use.input.shallow_clone(),
+                        output_gradient: defined_or_zeros(gradient, &layer_use.probe)?,
+                    },
+                ));
+                remaining[layer_use.layer] -= 1;
+                if remaining[layer_use.layer] == 0 {
+                    let mut captures = std::mem::take(&mut pending[layer_use.layer]);
+                    captures.sort_by_key(|(position, _)| *position);
+                    let captures = captures.into_iter().map(|(_, capture)| capture).collect();
+                    visit(
+                        layer_use.layer,
+                        layers[layer_use.layer].merge_uses(captures)?,
+                    )?;
+                }
+            }
+            end = start;
+        }
+        Ok(())
     }
+
+    /// Every layer's merged captures ([`backward_by_layer`](Self::backward_by_layer)); none for
+    /// a layer without uses.
+    fn captures(&self, model: &DpModel, keep_graph: bool) -> Result<Vec<Vec<Capture>>> {
+        let mut captures: Vec<Vec<Capture>> = model.layers().iter().map(|_| Vec::new()).collect();
+        self.backward_by_layer(model, keep_graph, |layer, merged| {
+            captures[layer] = merged;
+            Ok(())
+        })?;
+        Ok(captures)
+    }
+}
+
+/// The cuts a backward pass may stop at, out of the chain's cuts in forward order over `uses`
+/// uses: each after at least one use and before the last, in the graph (a link output that
+/// does not require a gradient passes none on), and of several with no use between them only
+/// the last, so that every segment has a use.
+fn segment_cuts(cuts: impl IntoIterator<Item = Cut>, uses: usize) -> Vec<Cut> {
+    let mut kept: Vec<Cut> = Vec::new();
+    for cut in cuts {
+        if cut.records == 0 || cut.records >= uses || !cut.tensor.requires_grad() {
+            continue;
+        }
+        if kept.last().is_some_and(|last| last.records == cut.records) {
+            kept.pop();
+        }
+        kept.push(cut);
+    }
+    kept
 }
 
 /// Forward with recording, then the gradient of the summed loss with respect to every recorded
@@ -231,6 +314,22 @@ struct DeviceScales {
     columns: Vec<Tensor>,
 }
 
+impl DeviceScales {
+    /// The columns of every layer of [`DpModel::layers`], one per parameter, in order.
+    fn per_layer<'a>(&'a self, model: &DpModel) -> Vec<&'a [Tensor]> {
+        let mut offset = 0;
+        model
+            .layers()
+            .iter()
+            .map(|layer| {
+                let groups = layer.parameters().len();
+                offset += groups;
+                &self.columns[offset - groups..offset]
+            })
+            .collect()
+    }
+}
+
 /// The scales on the device, after checking they fit the tape's batch and the model's groups.
 fn device_scales(
     scales: &ScaleVector,
@@ -281,51 +380,56 @@ enum LayerTape {
     PerSample(Vec<Tensor>),
 }
 
-impl LayerTape {
-    /// Every layer's captures as its tape.
-    fn from_captures(captures: Vec<Vec<Capture>>) -> Vec<Self> {
-        captures.into_iter().map(Self::Captures).collect()
-    }
-}
-
 /// Adds the clipped sum of every layer to the gradient buffers from its tape; an unused layer
 /// adds nothing.
 fn clipped_sum(model: &mut DpModel, tapes: &[LayerTape], scales: &DeviceScales) -> Result<()> {
     let mut sums = Vec::with_capacity(model.parameters().len());
-    let mut offset = 0;
-    for (layer, tape) in model.layers().into_iter().zip(tapes) {
-        let parameters = layer.parameters();
-        let layer_scales = &scales.columns[offset..offset + parameters.len()];
-        offset += parameters.len();
-        match tape {
-            LayerTape::Captures(captures) if captures.is_empty() => {
-                sums.extend(parameters.iter().map(|_| None));
-            }
-            LayerTape::Captures(captures) => sums.extend(
-                layer
-                    .weighted_gradients(&widened(layer, captures)?, layer_scales)?
-                    .into_iter()
-                    .map(Some),
-            ),
-            LayerTape::PerSample(per_sample) => {
-                for ((gradients, parameter), group_scales) in
-                    per_sample.iter().zip(&parameters).zip(layer_scales)
-                {
-                    sums.push(Some(crate::layers::weighted_sum(
-                        gradients,
-                        group_scales,
-                        &parameter.tensor,
-                    )?));
-                }
-            }
-        }
+    for ((layer, tape), layer_scales) in model
+        .layers()
+        .into_iter()
+        .zip(tapes)
+        .zip(scales.per_layer(model))
+    {
+        sums.extend(layer_clipped_sum(layer, tape, layer_scales)?);
     }
+    add_sums(model, &sums)
+}
+
+/// Adds every group's clipped sum, where there is one, to its gradient buffer.
+fn add_sums(model: &mut DpModel, sums: &[Option<Tensor>]) -> Result<()> {
     for (group, sum) in sums.iter().enumerate() {
         if let Some(sum) = sum {
             model.add_to_gradient(group, sum)?;
         }
     }
     Ok(())
+}
+
+/// The clipped sum of each of `layer`'s parameters from its tape and its groups' scales; none
+/// for an unused layer.
+fn layer_clipped_sum(
+    layer: &dyn DpLayer,
+    tape: &LayerTape,
+    scales: &[Tensor],
+) -> Result<Vec<Option<Tensor>>> {
+    Ok(match tape {
+        LayerTape::Captures(captures) if captures.is_empty() => {
+            layer.parameters().iter().map(|_| None).collect()
+        }
+        LayerTape::Captures(captures) => layer
+            .weighted_gradients(&widened(layer, captures)?, scales)?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        LayerTape::PerSample(per_sample) => per_sample
+            .iter()
+            .zip(layer.parameters())
+            .zip(scales)
+            .map(|((gradients, parameter), group_scales)| {
+                crate::layers::weighted_sum(gradients, group_scales, &parameter.tensor).map(Some)
+            })
+            .collect::<Result<_>>()?,
+    })
 }
 
 /// Per-sample gradients `[batch, numel]` kept between the phases (microbatch and materialized).
@@ -506,12 +610,8 @@ macro_rules! shared_engine_methods {
 }
 use shared_engine_methods;
 
-/// Squared per-group norms `[batch]` of every layer, and what phase 2 needs of it. A layer's
-/// norm comes from the ghost formula when `use_ghost` says so for its costs (and it has one),
-/// otherwise from its materialized per-sample gradients. Those are kept as the layer's tape
-/// when they take no more bytes than its captures (phase 2 is then a weighted sum instead of
-/// the layer's formula again), and dropped as soon as their norms are taken otherwise, so the
-/// tape never outgrows the captures. An unused layer has norm 0.
+/// Squared per-group norms `[batch]` of every layer, and what phase 2 needs of it
+/// ([`layer_norm`] for each layer and its captures).
 fn layer_norms(
     model: &DpModel,
     captures: Vec<Vec<Capture>>,
@@ -521,34 +621,50 @@ fn layer_norms(
     let mut squared = Vec::with_capacity(model.parameters().len());
     let mut tapes = Vec::with_capacity(captures.len());
     for (layer, layer_captures) in model.layers().into_iter().zip(captures) {
-        if layer_captures.is_empty() {
-            for _ in layer.parameters() {
-                squared.push(Tensor::f_zeros([batch], (Kind::Float, model.device()))?);
-            }
-            tapes.push(LayerTape::Captures(layer_captures));
-            continue;
-        }
-        let wide = widened(layer, &layer_captures)?;
-        let ghost = if use_ghost(&layer.norm_costs(&wide)) {
-            layer.ghost_norms_squared(&wide)?
-        } else {
-            None
-        };
-        if let Some(ghost) = ghost {
-            squared.extend(ghost);
-            tapes.push(LayerTape::Captures(layer_captures));
-            continue;
-        }
-        let per_sample = layer.per_sample_gradients(&wide)?;
-        drop(wide);
-        squared.extend(squared_norms(&per_sample)?);
-        tapes.push(if bytes(&per_sample)? <= captured_bytes(&layer_captures)? {
-            LayerTape::PerSample(per_sample)
-        } else {
-            LayerTape::Captures(layer_captures)
-        });
+        let (layer_squared, tape) = layer_norm(model, layer, layer_captures, batch, &use_ghost)?;
+        squared.extend(layer_squared);
+        tapes.push(tape);
     }
     Ok((squared, tapes))
+}
+
+/// Squared per-group norms `[batch]` of one layer from its captures, and what phase 2 needs of
+/// it. The norm comes from the ghost formula when `use_ghost` says so for the layer's costs
+/// (and it has one), otherwise from its materialized per-sample gradients. Those are kept as
+/// the layer's tape when they take no more bytes than its captures (phase 2 is then a weighted
+/// sum instead of the layer's formula again), and dropped as soon as their norms are taken
+/// otherwise, so the tape never outgrows the captures. An unused layer (no captures) has norm
+/// 0.
+fn layer_norm(
+    model: &DpModel,
+    layer: &dyn DpLayer,
+    captures: Vec<Capture>,
+    batch: i64,
+    use_ghost: impl Fn(&crate::NormCosts) -> bool,
+) -> Result<(Vec<Tensor>, LayerTape)> {
+    if captures.is_empty() {
+        let zeros = layer
+            .parameters()
+            .iter()
+            .map(|_| Tensor::f_zeros([batch], (Kind::Float, model.device())))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok((zeros, LayerTape::Captures(captures)));
+    }
+    let wide = widened(layer, &captures)?;
+    if use_ghost(&layer.norm_costs(&wide))
+        && let Some(ghost) = layer.ghost_norms_squared(&wide)?
+    {
+        return Ok((ghost, LayerTape::Captures(captures)));
+    }
+    let per_sample = layer.per_sample_gradients(&wide)?;
+    drop(wide);
+    let squared = squared_norms(&per_sample)?;
+    let tape = if bytes(&per_sample)? <= captured_bytes(&captures)? {
+        LayerTape::PerSample(per_sample)
+    } else {
+        LayerTape::Captures(captures)
+    };
+    Ok((squared, tape))
 }
 
 /// The bytes of the tensors' elements.
@@ -570,7 +686,7 @@ fn captured_bytes(captures: &[Capture]) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Function, LinearConfig, Loss, Sequential, embedding, linear};
+    use crate::{Function, LinearConfig, Loss, Residual, Sequential, embedding, linear};
     use tch::nn;
 
     /// An embedding (integer input) followed by a Linear layer (f32 input), and a batch for it.
@@ -619,6 +735,88 @@ mod tests {
             panic!("the Linear layer's per-sample gradients fit in its captures: {tapes:?}");
         };
         assert_eq!(bytes(per_sample)?, 120);
+        Ok(())
+    }
+
+    /// A Linear layer, then one Linear layer used twice (tied), then a Linear layer, with Tanh
+    /// between, and a batch for it.
+    fn tied_model() -> Result<(DpModel, TensorBatch)> {
+        let store = nn::VarStore::new(Device::Cpu);
+        let root = store.root();
+        let shared = linear(&(&root / "shared"), 4, 4, LinearConfig::default())?;
+        let module = Sequential::new()
+            .add(linear(&(&root / "fc1"), 3, 4, LinearConfig::default())?)
+            .add(Function::Tanh)
+            .add(shared.clone())
+            .add(Function::Tanh)
+            .add(shared)
+            .add(Function::Tanh)
+            .add(linear(&(&root / "fc2"), 4, 2, LinearConfig::default())?);
+        let model = DpModel::new(&store, module, Loss::CrossEntropy)?;
+        let batch = TensorBatch::new(
+            Tensor::f_randn([5, 3], (Kind::Float, Device::Cpu))?,
+            Tensor::from_slice(&[0_i64, 1, 1, 0, 1]),
+        )?;
+        Ok((model, batch))
+    }
+
+    #[test]
+    fn the_backward_pass_goes_down_the_chain_one_segment_at_a_time() -> Result<()> {
+        let (model, batch) = tied_model()?;
+        let forward = RecordedForward::run(&model, &batch, Precision::F32)?;
+        // Uses: fc1, shared, shared, fc2. Of the cuts after each of the seven links, those
+        // after the Tanh that follows a Linear remain (the one after the Linear itself has
+        // no use between them), and none after fc2, the last use.
+        let cut_uses: Vec<usize> = forward.cuts.iter().map(|cut| cut.records).collect();
+        assert_eq!(cut_uses, [1, 2, 3]);
+        // One backward pass to every output, for comparison.
+        let probes: Vec<&Tensor> = forward.uses.iter().map(|u| &u.probe).collect();
+        let total = forward.losses.f_sum(Kind::Float)?;
+        let expected = Tensor::f_run_backward(&[total], &probes, true, false)?;
+        let mut visits = Vec::new();
+        forward.backward_by_layer(&model, true, |layer, captures| {
+            visits.push((layer, captures));
+            Ok(())
+        })?;
+        // fc2 first, the tied layer once both its uses have their gradients (merged into one
+        // capture over two positions), fc1 last.
+        let order: Vec<(usize, Vec<i64>)> = visits
+            .iter()
+            .map(|(layer, captures)| (*layer, captures[0].output_gradient.size()))
+            .collect();
+        assert_eq!(
+            order,
+            [(2, vec![5, 2]), (1, vec![5, 2, 4]), (0, vec![5, 4])]
+        );
+        let tied = Tensor::f_stack(&[&expected[1], &expected[2]], 1)?;
+        for (layer, expected) in [(2, &expected[3]), (1, &tied), (0, &expected[0])] {
+            let (_, captures) = &visits[2 - layer];
+            let difference = captures[0]
+                .output_gradient
+                .f_sub(expected)?
+                .f_abs()?
+                .f_max()?
+                .f_double_value(&[])?;
+            assert!(difference <= 1e-6, "layer {layer}: difference {difference}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_module_that_is_no_chain_is_one_segment() -> Result<()> {
+        let store = nn::VarStore::new(Device::Cpu);
+        let module = Residual::new(linear(
+            &(&store.root() / "fc"),
+            3,
+            3,
+            LinearConfig::default(),
+        )?);
+        let model = DpModel::new(&store, module, Loss::MeanSquaredError)?;
+        let inputs = Tensor::f_randn([4, 3], (Kind::Float, Device::Cpu))?;
+        let batch = TensorBatch::new(inputs.shallow_clone(), inputs)?;
+        let forward = RecordedForward::run(&model, &batch, Precision::F32)?;
+        assert_eq!(forward.uses.len(), 1);
+        assert!(forward.cuts.is_empty());
         Ok(())
     }
 

@@ -144,11 +144,22 @@ pub(crate) struct Record {
     pub(crate) output: Tensor,
 }
 
+/// A cut of a recording forward pass: the output of one link of the model's chain
+/// ([`DpModule::chain`]), after the first `records` records. Every gradient that reaches those
+/// records from the loss passes through the cut, so a backward pass can stop there and go on
+/// from it later.
+#[derive(Debug)]
+pub(crate) struct Cut {
+    pub(crate) records: usize,
+    pub(crate) tensor: Tensor,
+}
+
 /// The mode of a forward pass: training or evaluation, recording or not.
 #[derive(Debug)]
 pub struct ForwardContext {
     train: bool,
     records: Option<Vec<Record>>,
+    cuts: Vec<Cut>,
     /// The precision the recorded outputs' gradients arrive in (the probes' kind).
     output_gradients: Precision,
 }
@@ -159,6 +170,7 @@ impl ForwardContext {
         Self {
             train,
             records: None,
+            cuts: Vec::new(),
             output_gradients: Precision::F32,
         }
     }
@@ -173,6 +185,7 @@ impl ForwardContext {
         Self {
             train,
             records: Some(Vec::new()),
+            cuts: Vec::new(),
             output_gradients,
         }
     }
@@ -220,8 +233,20 @@ impl ForwardContext {
         Ok(output)
     }
 
-    pub(crate) fn into_records(self) -> Vec<Record> {
-        self.records.unwrap_or_default()
+    /// Marks `link_output`, the output of one link of the model's chain, as a cut when
+    /// recording (nothing otherwise).
+    pub(crate) fn cut(&mut self, link_output: &Tensor) {
+        if let Some(records) = &self.records {
+            self.cuts.push(Cut {
+                records: records.len(),
+                tensor: link_output.shallow_clone(),
+            });
+        }
+    }
+
+    /// The records in the order the layers made them, and the cuts in order.
+    pub(crate) fn into_records(self) -> (Vec<Record>, Vec<Cut>) {
+        (self.records.unwrap_or_default(), self.cuts)
     }
 }
 
@@ -244,6 +269,23 @@ pub trait DpModule: std::fmt::Debug {
 
     /// The parameterized layers, in a fixed order (a layer used twice may appear twice).
     fn parameterized_layers(&self) -> Vec<&dyn DpLayer>;
+
+    /// The parts this module applies one after the other, when it is such a chain (as
+    /// [`Sequential`]); `None` (the default) for any other module.
+    ///
+    /// [`crate::DpModel`] runs a chain part by part in place of
+    /// [`forward_dp`](Self::forward_dp), so the parts must compose to it, and the engines take
+    /// the gradient at each part's output in turn, so that only one part's output gradients
+    /// are held at a time (the ghost engine's memory saving).
+    ///
+    /// # Privacy
+    ///
+    /// Each part must see the previous part's output alone. Parts that hand tensors to later
+    /// parts by other means (interior state) would lose those gradients at the cut between
+    /// them, and the per-sample norms would come out wrong.
+    fn chain(&self) -> Option<Vec<&dyn DpModule>> {
+        None
+    }
 
     /// Plain forward pass in evaluation mode, without recording.
     ///

@@ -71,4 +71,8 @@ impl DpModule for Sequential {
             .flat_map(|module| module.parameterized_layers())
             .collect()
     }
+
+    fn chain(&self) -> Option<Vec<&dyn DpModule>> {
+        Some(self.modules.iter().map(|module| module.as_ref()).collect())
+    }
 }
