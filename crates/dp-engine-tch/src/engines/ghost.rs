@@ -10,10 +10,6 @@ use super::{
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, NormCosts, Precision, Result};
 
-fn prefers_ghost(costs: &NormCosts) -> bool {
-    costs.prefers_ghost()
-}
-
 /// Ghost clipping (Li et al. 2021, "Large language models can be strong differentially private
 /// learners").
 ///
@@ -31,8 +27,9 @@ fn prefers_ghost(costs: &NormCosts) -> bool {
 /// time. Phase 2: a second backward pass of sum_i s_i L_i through the kept graph.
 /// Per-group scales (per-layer clipping) cannot be expressed as one reweighted loss; for them
 /// phase 2 recomputes the output gradients (one more backward pass to the layer outputs, link
-/// by link as in phase 1) and takes the clipped sum from them and the activations. The tape keeps the graph but no output
-/// gradient, so phase 2's backward pass does not run on top of them.
+/// by link as in phase 1) and takes the clipped sum from them and the activations. The tape
+/// keeps the graph but no output gradient, so phase 2's backward pass does not run on top of
+/// them.
 ///
 /// With [`Precision::Bf16`] ([`Ghost::with_precision`]) the output gradients are stored in
 /// bfloat16 (half the bytes); the layer inputs are the graph's
@@ -132,20 +129,20 @@ impl PerSampleGradEngine for Ghost {
             let forward = RecordedForward::run(model, batch, precision)?;
             let examples = forward.losses.size()[0];
             let layers = model.layers();
-            let mut per_layer: Vec<Option<Vec<Tensor>>> = layers.iter().map(|_| None).collect();
+            let norm = |layer, captures| {
+                layer_norm(model, layer, captures, examples, NormCosts::prefers_ghost)
+                    .map(|(squared, _)| squared)
+            };
+            // Zeros for a layer without uses; the others' as their links are done.
+            let mut per_layer = layers
+                .iter()
+                .map(|layer| norm(*layer, Vec::new()))
+                .collect::<Result<Vec<_>>>()?;
             forward.backward_by_layer(model, true, |position, captures| {
-                let (squared, _) =
-                    layer_norm(model, layers[position], captures, examples, prefers_ghost)?;
-                per_layer[position] = Some(squared);
+                per_layer[position] = norm(layers[position], captures)?;
                 Ok(())
             })?;
-            let mut squared = Vec::with_capacity(model.parameters().len());
-            for (layer, layer_squared) in layers.iter().zip(per_layer) {
-                squared.extend(match layer_squared {
-                    Some(layer_squared) => layer_squared,
-                    None => layer_norm(model, *layer, Vec::new(), examples, prefers_ghost)?.0,
-                });
-            }
+            let squared: Vec<Tensor> = per_layer.into_iter().flatten().collect();
             let norms = norm_matrix(size, &squared)?;
             let losses = to_host_f64(&forward.losses.detach())?;
             let tape = GhostTape {
