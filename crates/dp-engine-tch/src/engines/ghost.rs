@@ -5,7 +5,7 @@ use tch::{Kind, Tensor};
 
 use super::{
     DeviceScales, EmptyTape, LayerTape, RecordedForward, add_sums, defined_or_zeros, device_scales,
-    layer_clipped_sum, layer_norm, norm_matrix, phase_one,
+    layer_clipped_sum, norm_matrix, norms_by_layer, phase_one,
 };
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, NormCosts, Precision, Result};
@@ -127,22 +127,8 @@ impl PerSampleGradEngine for Ghost {
         let precision = self.precision;
         phase_one(&mut self.tape, model, batch, |size| {
             let forward = RecordedForward::run(model, batch, precision)?;
-            let examples = forward.losses.size()[0];
-            let layers = model.layers();
-            let norm = |layer, captures| {
-                layer_norm(model, layer, captures, examples, NormCosts::prefers_ghost)
-                    .map(|(squared, _)| squared)
-            };
-            // Zeros for a layer without uses; the others' as their links are done.
-            let mut per_layer = layers
-                .iter()
-                .map(|layer| norm(*layer, Vec::new()))
-                .collect::<Result<Vec<_>>>()?;
-            forward.backward_by_layer(model, true, |position, captures| {
-                per_layer[position] = norm(layers[position], captures)?;
-                Ok(())
-            })?;
-            let squared: Vec<Tensor> = per_layer.into_iter().flatten().collect();
+            let (squared, _) =
+                norms_by_layer(model, &forward, true, false, NormCosts::prefers_ghost)?;
             let norms = norm_matrix(size, &squared)?;
             let losses = to_host_f64(&forward.losses.detach())?;
             let tape = GhostTape {

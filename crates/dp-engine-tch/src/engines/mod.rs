@@ -628,6 +628,81 @@ fn layer_norms(
     Ok((squared, tapes))
 }
 
+/// Phase 1 read off the backward pass as it goes: the backward pass to the layer outputs link
+/// by link ([`RecordedForward::backward_by_layer`]), and every layer's norms ([`layer_norm`])
+/// taken as soon as its captures are complete where that frees memory during the backward
+/// pass: always when `keep_tapes` is false (the tapes returned are then empty), otherwise for
+/// the layers whose captures smaller per-sample gradients replace. The other layers' norms
+/// wait for the end of the backward pass, when the graph no longer holds its tensors next to
+/// the norms' workspace. `keep_graph` keeps the graph.
+fn norms_by_layer(
+    model: &DpModel,
+    forward: &RecordedForward,
+    keep_graph: bool,
+    keep_tapes: bool,
+    use_ghost: impl Fn(&crate::NormCosts) -> bool,
+) -> Result<(Vec<Tensor>, Vec<LayerTape>)> {
+    let examples = forward.losses.size()[0];
+    let layers = model.layers();
+    let norm = |layer, captures| {
+        let (squared, tape) = layer_norm(model, layer, captures, examples, &use_ghost)?;
+        let tape = if keep_tapes {
+            tape
+        } else {
+            LayerTape::Captures(Vec::new())
+        };
+        Ok::<_, TchEngineError>((squared, tape))
+    };
+    // A layer without uses keeps its zero norm; the others' come as their links are done.
+    let mut per_layer = layers
+        .iter()
+        .map(|layer| norm(*layer, Vec::new()))
+        .collect::<Result<Vec<_>>>()?;
+    let mut deferred = Vec::new();
+    forward.backward_by_layer(model, keep_graph, |position, captures| {
+        let layer = layers[position];
+        if keep_tapes && !replaces_captures(layer, &captures, examples, &use_ghost)? {
+            deferred.push((position, captures));
+        } else {
+            per_layer[position] = norm(layer, captures)?;
+        }
+        Ok(())
+    })?;
+    for (position, captures) in deferred {
+        per_layer[position] = norm(layers[position], captures)?;
+    }
+    let mut squared = Vec::with_capacity(model.parameters().len());
+    let mut tapes = Vec::with_capacity(layers.len());
+    for (layer_squared, tape) in per_layer {
+        squared.extend(layer_squared);
+        tapes.push(tape);
+    }
+    Ok((squared, tapes))
+}
+
+/// Whether [`layer_norm`] replaces the layer's captures by its per-sample gradients: when it
+/// materializes them and [`keeps_per_sample`].
+fn replaces_captures(
+    layer: &dyn DpLayer,
+    captures: &[Capture],
+    batch: i64,
+    use_ghost: impl Fn(&crate::NormCosts) -> bool,
+) -> Result<bool> {
+    Ok(!use_ghost(&layer.norm_costs(captures)) && keeps_per_sample(layer, captures, batch)?)
+}
+
+/// Whether a layer's materialized per-sample gradients, `[batch, numel]` per parameter in its
+/// kind, take no more bytes than its captures, and so are kept in their place.
+fn keeps_per_sample(layer: &dyn DpLayer, captures: &[Capture], batch: i64) -> Result<bool> {
+    let per_example = layer.parameters().iter().try_fold(0, |total, parameter| {
+        Ok::<_, TchEngineError>(
+            total + parameter.tensor.numel() * parameter.tensor.f_kind()?.elt_size_in_bytes(),
+        )
+    })?;
+    let batch = usize::try_from(batch).unwrap_or(usize::MAX);
+    Ok(per_example.saturating_mul(batch) <= captured_bytes(captures)?)
+}
+
 /// Squared per-group norms `[batch]` of one layer from its captures, and what phase 2 needs of
 /// it. The norm comes from the ghost formula when `use_ghost` says so for the layer's costs
 /// (and it has one), otherwise from its materialized per-sample gradients. Those are kept as
@@ -659,7 +734,7 @@ fn layer_norm(
     let per_sample = layer.per_sample_gradients(&wide)?;
     drop(wide);
     let squared = squared_norms(&per_sample)?;
-    let tape = if bytes(&per_sample)? <= captured_bytes(&captures)? {
+    let tape = if keeps_per_sample(layer, &captures, batch)? {
         LayerTape::PerSample(per_sample)
     } else {
         LayerTape::Captures(captures)
@@ -728,6 +803,17 @@ mod tests {
         // indices and 96 of output gradients. Linear 4 -> 3 over 3 positions: 12 weights and 3
         // biases per example, 2 x 60 bytes, against 96 bytes of inputs and 72 of gradients.
         assert_eq!(captured, [144, 168]);
+        // The prediction that schedules book-keeping's norms during the backward pass agrees.
+        let layers = model.layers();
+        let predicted = layers
+            .iter()
+            .zip(&pass.captures)
+            .map(|(layer, captures)| replaces_captures(*layer, captures, 2, |_| false))
+            .collect::<Result<Vec<_>>>()?;
+        assert_eq!(predicted, [false, true]);
+        assert!(!replaces_captures(layers[1], &pass.captures[1], 2, |_| {
+            true
+        })?);
         let (squared, tapes) = layer_norms(&model, pass.captures, 2, |_| false)?;
         assert_eq!(squared.len(), 3);
         assert!(matches!(&tapes[0], LayerTape::Captures(captures) if captures.len() == 1));
