@@ -102,7 +102,7 @@ impl Ghost {
             .iter()
             .map(|layer| layer.parameters().iter().map(|_| None).collect())
             .collect();
-        forward.backward_by_layer(model, true, |position, captures| {
+        forward.backward_by_layer(model, |position, captures| {
             per_layer[position] = layer_clipped_sum(
                 layers[position],
                 &LayerTape::Captures(captures),
@@ -126,9 +126,9 @@ impl PerSampleGradEngine for Ghost {
     ) -> Result<PerSampleNorms, EngineError> {
         let precision = self.precision;
         phase_one(&mut self.tape, model, batch, |size| {
-            let forward = RecordedForward::run(model, batch, precision)?;
+            let mut forward = RecordedForward::run(model, batch, precision)?;
             let (squared, _) =
-                norms_by_layer(model, &forward, true, false, NormCosts::prefers_ghost)?;
+                norms_by_layer(model, &mut forward, true, false, NormCosts::prefers_ghost)?;
             let norms = norm_matrix(size, &squared)?;
             let losses = to_host_f64(&forward.losses.detach())?;
             let tape = GhostTape {

@@ -96,34 +96,75 @@ impl RecordedForward {
     /// use of a layer has its gradient, the layer's captures, merged as it prefers
     /// ([`DpLayer::merge_uses`]), go to `visit` with its position in [`DpModel::layers`], so
     /// output gradients are held one segment at a time (longer only for a layer used in
-    /// several). A layer without uses is not visited. `keep_graph` keeps the graph for another
-    /// pass.
+    /// several). A layer without uses is not visited.
+    ///
+    /// The graph is kept for another pass ([`release_by_layer`](Self::release_by_layer)
+    /// releases it).
     fn backward_by_layer(
         &self,
         model: &DpModel,
-        keep_graph: bool,
-        mut visit: impl FnMut(usize, Vec<Capture>) -> Result<()>,
+        visit: impl FnMut(usize, Vec<Capture>) -> Result<()>,
     ) -> Result<()> {
-        if self.uses.is_empty() {
-            return Ok(());
-        }
-        let layers = model.layers();
-        let mut remaining = vec![0_usize; layers.len()];
-        for layer_use in &self.uses {
-            remaining[layer_use.layer] += 1;
-        }
-        let mut pending: Vec<Vec<(usize, Capture)>> = layers.iter().map(|_| Vec::new()).collect();
-        let mut root = self.losses.f_sum(Kind::Float)?;
-        let mut end = self.uses.len();
-        for cut in self.cuts.iter().rev().map(Some).chain([None]) {
-            let start = cut.map_or(0, |cut| cut.records);
-            let mut wanted: Vec<&Tensor> = self.uses[start..end]
-                .iter()
-                .map(|layer_use| &layer_use.probe)
-                .collect();
-            wanted.extend(cut.map(|cut| &cut.tensor));
-            let mut gradients = Tensor::f_run_backward(&[&root], &wanted, keep_graph, false)?;
-            if let Some(cut) = cut {
+        let uses = self.uses.iter().map(LayerUse::shallow_clone).collect();
+        let cuts = self.cuts.iter().map(Cut::shallow_clone).collect();
+        pass_by_layer(model, &self.losses, uses, cuts, true, visit)
+    }
+
+    /// [`backward_by_layer`](Self::backward_by_layer), releasing the graph as it goes. The pass
+    /// consumes the uses and cuts, so that it holds no layer input and no cut past the point
+    /// where the graph lets go of them; only the losses remain.
+    fn release_by_layer(
+        &mut self,
+        model: &DpModel,
+        visit: impl FnMut(usize, Vec<Capture>) -> Result<()>,
+    ) -> Result<()> {
+        let uses = std::mem::take(&mut self.uses);
+        let cuts = std::mem::take(&mut self.cuts);
+        pass_by_layer(model, &self.losses, uses, cuts, false, visit)
+    }
+
+    /// Every layer's merged captures from a pass that releases the graph
+    /// ([`release_by_layer`](Self::release_by_layer)), none for a layer without uses, and the
+    /// losses, detached.
+    fn into_captures(mut self, model: &DpModel) -> Result<(Tensor, Vec<Vec<Capture>>)> {
+        let mut captures: Vec<Vec<Capture>> = model.layers().iter().map(|_| Vec::new()).collect();
+        self.release_by_layer(model, |layer, merged| {
+            captures[layer] = merged;
+            Ok(())
+        })?;
+        Ok((self.losses.f_detach()?, captures))
+    }
+}
+
+/// The pass of [`RecordedForward::backward_by_layer`] over `uses` and `cuts`, from `losses`;
+/// `keep_graph` keeps the graph.
+fn pass_by_layer(
+    model: &DpModel,
+    losses: &Tensor,
+    mut uses: Vec<LayerUse>,
+    mut cuts: Vec<Cut>,
+    keep_graph: bool,
+    mut visit: impl FnMut(usize, Vec<Capture>) -> Result<()>,
+) -> Result<()> {
+    if uses.is_empty() {
+        return Ok(());
+    }
+    let layers = model.layers();
+    let mut remaining = vec![0_usize; layers.len()];
+    for layer_use in &uses {
+        remaining[layer_use.layer] += 1;
+    }
+    let mut pending: Vec<Vec<(usize, Capture)>> = layers.iter().map(|_| Vec::new()).collect();
+    let mut root = losses.f_sum(Kind::Float)?;
+    loop {
+        let cut = cuts.pop();
+        let start = cut.as_ref().map_or(0, |cut| cut.records);
+        let segment = uses.split_off(start);
+        let mut wanted: Vec<&Tensor> = segment.iter().map(|layer_use| &layer_use.probe).collect();
+        wanted.extend(cut.as_ref().map(|cut| &cut.tensor));
+        let mut gradients = Tensor::f_run_backward(&[&root], &wanted, keep_graph, false)?;
+        let last = match cut {
+            Some(cut) => {
                 let at_cut = gradients.pop().ok_or(TchEngineError::Shape {
                     what: "gradient at a cut",
                     expected: "one per backward pass",
@@ -131,41 +172,45 @@ impl RecordedForward {
                 })?;
                 let at_cut = defined_or_zeros(at_cut, &cut.tensor)?;
                 root = cut.tensor.f_mul(&at_cut)?.f_sum(Kind::Float)?;
+                false
             }
-            for (position, gradient) in (start..end).zip(gradients) {
-                let layer_use = &self.uses[position];
-                pending[layer_use.layer].push((
-                    position,
-                    Capture {
-                        input: layer_use.input.shallow_clone(),
-                        output_gradient: defined_or_zeros(gradient, &layer_use.probe)?,
-                    },
-                ));
-                remaining[layer_use.layer] -= 1;
-                if remaining[layer_use.layer] == 0 {
-                    let mut captures = std::mem::take(&mut pending[layer_use.layer]);
-                    captures.sort_by_key(|(position, _)| *position);
-                    let captures = captures.into_iter().map(|(_, capture)| capture).collect();
-                    visit(
-                        layer_use.layer,
-                        layers[layer_use.layer].merge_uses(captures)?,
-                    )?;
-                }
+            None => true,
+        };
+        for ((position, layer_use), gradient) in (start..).zip(segment).zip(gradients) {
+            let LayerUse {
+                layer,
+                input,
+                probe,
+            } = layer_use;
+            let output_gradient = defined_or_zeros(gradient, &probe)?;
+            pending[layer].push((
+                position,
+                Capture {
+                    input,
+                    output_gradient,
+                },
+            ));
+            remaining[layer] -= 1;
+            if remaining[layer] == 0 {
+                let mut captures = std::mem::take(&mut pending[layer]);
+                captures.sort_by_key(|(position, _)| *position);
+                let captures = captures.into_iter().map(|(_, capture)| capture).collect();
+                visit(layer, layers[layer].merge_uses(captures)?)?;
             }
-            end = start;
         }
-        Ok(())
+        if last {
+            return Ok(());
+        }
     }
+}
 
-    /// Every layer's merged captures ([`backward_by_layer`](Self::backward_by_layer)); none for
-    /// a layer without uses.
-    fn captures(&self, model: &DpModel, keep_graph: bool) -> Result<Vec<Vec<Capture>>> {
-        let mut captures: Vec<Vec<Capture>> = model.layers().iter().map(|_| Vec::new()).collect();
-        self.backward_by_layer(model, keep_graph, |layer, merged| {
-            captures[layer] = merged;
-            Ok(())
-        })?;
-        Ok(captures)
+impl LayerUse {
+    fn shallow_clone(&self) -> Self {
+        Self {
+            layer: self.layer,
+            input: self.input.shallow_clone(),
+            probe: self.probe.shallow_clone(),
+        }
     }
 }
 
@@ -197,10 +242,8 @@ fn recorded_pass(
     batch: &TensorBatch,
     precision: Precision,
 ) -> Result<RecordedPass> {
-    let forward = RecordedForward::run(model, batch, precision)?;
-    let mut captures = forward.captures(model, false)?;
-    let losses = forward.losses.f_detach()?;
-    drop(forward);
+    let (losses, mut captures) =
+        RecordedForward::run(model, batch, precision)?.into_captures(model)?;
     store_inputs(&mut captures, precision, batch.inputs())?;
     Ok(RecordedPass { losses, captures })
 }
@@ -637,7 +680,7 @@ fn layer_norms(
 /// the norms' workspace. `keep_graph` keeps the graph.
 fn norms_by_layer(
     model: &DpModel,
-    forward: &RecordedForward,
+    forward: &mut RecordedForward,
     keep_graph: bool,
     keep_tapes: bool,
     use_ghost: impl Fn(&crate::NormCosts) -> bool,
@@ -659,7 +702,7 @@ fn norms_by_layer(
         .map(|layer| norm(*layer, Vec::new()))
         .collect::<Result<Vec<_>>>()?;
     let mut deferred = Vec::new();
-    forward.backward_by_layer(model, keep_graph, |position, captures| {
+    let visit = |position: usize, captures: Vec<Capture>| {
         let layer = layers[position];
         if keep_tapes && !replaces_captures(layer, &captures, examples, &use_ghost)? {
             deferred.push((position, captures));
@@ -667,7 +710,12 @@ fn norms_by_layer(
             per_layer[position] = norm(layer, captures)?;
         }
         Ok(())
-    })?;
+    };
+    if keep_graph {
+        forward.backward_by_layer(model, visit)?;
+    } else {
+        forward.release_by_layer(model, visit)?;
+    }
     for (position, captures) in deferred {
         per_layer[position] = norm(layers[position], captures)?;
     }
@@ -860,7 +908,7 @@ mod tests {
         let total = forward.losses.f_sum(Kind::Float)?;
         let expected = Tensor::f_run_backward(&[total], &probes, true, false)?;
         let mut visits = Vec::new();
-        forward.backward_by_layer(&model, true, |layer, captures| {
+        forward.backward_by_layer(&model, |layer, captures| {
             visits.push((layer, captures));
             Ok(())
         })?;
@@ -951,7 +999,7 @@ mod tests {
         let (model, batch) = token_model()?;
         let forward = RecordedForward::run(&model, &batch, Precision::Bf16)?;
         assert_eq!(
-            capture_kinds(&forward.captures(&model, false)?)?,
+            capture_kinds(&forward.into_captures(&model)?.1)?,
             [(Kind::Int64, Kind::BFloat16), (Kind::Float, Kind::BFloat16)]
         );
         Ok(())

@@ -154,6 +154,15 @@ pub(crate) struct Cut {
     pub(crate) tensor: Tensor,
 }
 
+impl Cut {
+    pub(crate) fn shallow_clone(&self) -> Self {
+        Self {
+            records: self.records,
+            tensor: self.tensor.shallow_clone(),
+        }
+    }
+}
+
 /// The mode of a forward pass: training or evaluation, recording or not.
 #[derive(Debug)]
 pub struct ForwardContext {
