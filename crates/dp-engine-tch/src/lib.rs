@@ -19,10 +19,12 @@
 //!   on top of autograd (layer inputs and output gradients) in bfloat16
 //!   (`BookKeeping::new().with_precision(Precision::Bf16)`), computing norms and clipped sums
 //!   from those values widened back to f32; forward, backward and parameters stay in f32. On the
-//!   benchmark transformer this lowers book-keeping's peak step memory from 1.30x to 1.19x the
-//!   non-private step's, at 20% to 50% more step time on CPU (two benchmark runs); norms and
-//!   updates agree with f32 to about 1e-3 relative. [`Ghost`] needs no bfloat16 for memory: it
-//!   holds output gradients one link of the model's chain at a time (1.20x on the transformer).
+//!   benchmark char-LSTM this lowers book-keeping's peak step memory from 1.32x to 1.05x the
+//!   non-private step's, at 20% to 50% more step time on CPU; on the benchmark transformer it
+//!   saves nothing (1.19x against 1.15x in f32, where book-keeping frees the layer norms'
+//!   captures during the backward pass). Norms and updates agree with f32 to about 1e-3
+//!   relative. [`Ghost`] needs no bfloat16 for memory: it holds output gradients one link of
+//!   the model's chain at a time (1.20x on the transformer).
 //!
 //! Siblings: `dp-engine` (the trait), `dp-engine-testkit` (the conformance suite),
 //! `dp-trainer` (the DP-SGD loop), `dp-engine-ndarray` (the pure-Rust engine).
