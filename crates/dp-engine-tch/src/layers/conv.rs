@@ -401,8 +401,8 @@ impl DpLayer for Conv {
     }
 
     /// The weight part as the weight gradient of each use's convolution for the scaled output
-    /// gradients ([`Conv::weight_gradient`], no forward pass recomputed); the bias part as
-    /// `sᵀ (sum over positions of G)`.
+    /// gradients (one convolution with them as kernels, no forward pass recomputed); the bias
+    /// part as `sᵀ (sum over positions of G)`.
     fn weighted_gradients(&self, captures: &[Capture], scales: &[Tensor]) -> Result<Vec<Tensor>> {
         let weight_scales = scale_of(scales, 0)?;
         let mut weight: Option<Tensor> = None;
