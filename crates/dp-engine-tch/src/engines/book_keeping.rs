@@ -1,8 +1,8 @@
 //! Book-keeping (Bu et al. 2023): one backward pass, norms and clipped sum from the tape.
 
 use super::{
-    EmptyTape, LayerTape, RecordedForward, clipped_sum, device_scales, layer_norms, norm_matrix,
-    norms_by_layer, phase_one, recorded_pass,
+    EmptyTape, Keep, LayerTape, RecordedForward, clipped_sum, device_scales, layer_norms,
+    norm_matrix, norms_by_layer, phase_one, recorded_pass,
 };
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, NormCosts, Precision};
@@ -127,7 +127,7 @@ impl PerSampleGradEngine for BookKeeping {
                 Precision::F32 => {
                     let mut forward = RecordedForward::run(model, batch, precision)?;
                     let (squared, layers) =
-                        norms_by_layer(model, &mut forward, false, true, use_ghost)?;
+                        norms_by_layer(model, &mut forward, Keep::Tapes, use_ghost)?;
                     (forward.losses.detach(), squared, layers)
                 }
                 // The inputs are rounded to bfloat16 once the graph is released (it needs them

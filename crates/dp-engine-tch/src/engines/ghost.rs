@@ -4,8 +4,8 @@ use dp_engine::{EngineError, PerSampleGradEngine, PerSampleNorms, ScaleVector};
 use tch::{Kind, Tensor};
 
 use super::{
-    DeviceScales, EmptyTape, LayerTape, RecordedForward, add_sums, defined_or_zeros, device_scales,
-    layer_clipped_sum, norm_matrix, norms_by_layer, phase_one,
+    DeviceScales, EmptyTape, Keep, LayerTape, RecordedForward, add_sums, defined_or_zeros,
+    device_scales, layer_clipped_sum, norm_matrix, norms_by_layer, phase_one,
 };
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, NormCosts, Precision, Result};
@@ -128,7 +128,7 @@ impl PerSampleGradEngine for Ghost {
         phase_one(&mut self.tape, model, batch, |size| {
             let mut forward = RecordedForward::run(model, batch, precision)?;
             let (squared, _) =
-                norms_by_layer(model, &mut forward, true, false, NormCosts::prefers_ghost)?;
+                norms_by_layer(model, &mut forward, Keep::Graph, NormCosts::prefers_ghost)?;
             let norms = norm_matrix(size, &squared)?;
             let losses = to_host_f64(&forward.losses.detach())?;
             let tape = GhostTape {

@@ -671,28 +671,36 @@ fn layer_norms(
     Ok((squared, tapes))
 }
 
+/// What phase 1 keeps for phase 2: the ghost engine's reweighted backward pass needs the graph,
+/// the book-keeping engine's clipped sum needs every layer's tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keep {
+    /// The graph, and no tape.
+    Graph,
+    /// Every layer's tape; the graph is released during the backward pass.
+    Tapes,
+}
+
 /// Phase 1 read off the backward pass as it goes: the backward pass to the layer outputs link
 /// by link ([`RecordedForward::backward_by_layer`]), and every layer's norms ([`layer_norm`])
 /// taken as soon as its captures are complete where that frees memory during the backward
-/// pass: always when `keep_tapes` is false (the tapes returned are then empty), otherwise for
-/// the layers whose captures smaller per-sample gradients replace. The other layers' norms
-/// wait for the end of the backward pass, when the graph no longer holds its tensors next to
-/// the norms' workspace. `keep_graph` keeps the graph.
+/// pass: always when keeping the graph (the tapes returned are then empty), otherwise for the
+/// layers whose captures smaller per-sample gradients replace. The other layers' norms wait
+/// for the end of the backward pass, when the graph no longer holds its tensors next to the
+/// norms' workspace.
 fn norms_by_layer(
     model: &DpModel,
     forward: &mut RecordedForward,
-    keep_graph: bool,
-    keep_tapes: bool,
+    keep: Keep,
     use_ghost: impl Fn(&crate::NormCosts) -> bool,
 ) -> Result<(Vec<Tensor>, Vec<LayerTape>)> {
     let examples = forward.losses.size()[0];
     let layers = model.layers();
     let norm = |layer, captures| {
         let (squared, tape) = layer_norm(model, layer, captures, examples, &use_ghost)?;
-        let tape = if keep_tapes {
-            tape
-        } else {
-            LayerTape::Captures(Vec::new())
+        let tape = match keep {
+            Keep::Tapes => tape,
+            Keep::Graph => LayerTape::Captures(Vec::new()),
         };
         Ok::<_, TchEngineError>((squared, tape))
     };
@@ -704,17 +712,16 @@ fn norms_by_layer(
     let mut deferred = Vec::new();
     let visit = |position: usize, captures: Vec<Capture>| {
         let layer = layers[position];
-        if keep_tapes && !replaces_captures(layer, &captures, examples, &use_ghost)? {
+        if keep == Keep::Tapes && !replaces_captures(layer, &captures, examples, &use_ghost)? {
             deferred.push((position, captures));
         } else {
             per_layer[position] = norm(layer, captures)?;
         }
         Ok(())
     };
-    if keep_graph {
-        forward.backward_by_layer(model, visit)?;
-    } else {
-        forward.release_by_layer(model, visit)?;
+    match keep {
+        Keep::Graph => forward.backward_by_layer(model, visit)?,
+        Keep::Tapes => forward.release_by_layer(model, visit)?,
     }
     for (position, captures) in deferred {
         per_layer[position] = norm(layers[position], captures)?;
