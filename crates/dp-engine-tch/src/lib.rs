@@ -19,10 +19,10 @@
 //!   on top of autograd (layer inputs and output gradients) in bfloat16
 //!   (`BookKeeping::new().with_precision(Precision::Bf16)`), computing norms and clipped sums
 //!   from those values widened back to f32; forward, backward and parameters stay in f32. On the
-//!   benchmark char-LSTM this lowers book-keeping's peak step memory from 1.32x to 1.05x the
+//!   benchmark char-LSTM this lowers book-keeping's peak step memory from 1.32x to 1.02x the
 //!   non-private step's, at 20% to 50% more step time on CPU; on the benchmark transformer it
-//!   saves nothing (1.19x against 1.15x in f32, where book-keeping frees the layer norms'
-//!   captures during the backward pass). Norms and updates agree with f32 to about 1e-3
+//!   saves little (1.14x against 1.15x in f32, where book-keeping already frees the layer
+//!   norms' captures during the backward pass). Norms and updates agree with f32 to about 1e-3
 //!   relative. [`Ghost`] needs no bfloat16 for memory: it holds output gradients one link of
 //!   the model's chain at a time (1.20x on the transformer).
 //!

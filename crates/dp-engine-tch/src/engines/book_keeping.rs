@@ -1,8 +1,8 @@
 //! Book-keeping (Bu et al. 2023): one backward pass, norms and clipped sum from the tape.
 
 use super::{
-    EmptyTape, Keep, LayerTape, RecordedForward, clipped_sum, device_scales, layer_norms,
-    norm_matrix, norms_by_layer, phase_one, recorded_pass,
+    EmptyTape, Keep, LayerTape, RecordedForward, clipped_sum, device_scales, norm_matrix,
+    norms_by_layer, phase_one,
 };
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, NormCosts, Precision};
@@ -51,10 +51,11 @@ impl NormChoice {
 /// capture was held to the end of the backward pass).
 ///
 /// With [`Precision::Bf16`] ([`BookKeeping::with_precision`]) the tape's output gradients
-/// arrive in bfloat16 during the backward pass and its layer inputs are converted to bfloat16
-/// once the graph is released, halving what the engine keeps on top of autograd; norms and the
-/// clipped sum are computed from them widened back to f32, one layer at a time, after the
-/// backward pass (the norms must read the rounded inputs that the clipped sum will read).
+/// arrive in bfloat16 during the backward pass and each layer input is converted to bfloat16
+/// once the backward pass has passed its layer (and the graph let go of the f32 original),
+/// halving what the engine keeps on top of autograd; norms and the clipped sum are computed
+/// from those values widened back to f32, one layer at a time, so both read the same rounded
+/// inputs.
 #[derive(Debug, Default)]
 pub struct BookKeeping {
     choice: NormChoice,
@@ -120,26 +121,11 @@ impl PerSampleGradEngine for BookKeeping {
     ) -> Result<PerSampleNorms, EngineError> {
         let (precision, choice) = (self.precision, self.choice);
         phase_one(&mut self.tape, model, batch, |size| {
-            let use_ghost = |costs: &NormCosts| choice.use_ghost(costs);
-            let (losses, squared, layers) = match precision {
-                // Norms as the backward pass delivers each layer's captures, so captures that
-                // smaller per-sample gradients replace are freed during it.
-                Precision::F32 => {
-                    let mut forward = RecordedForward::run(model, batch, precision)?;
-                    let (squared, layers) =
-                        norms_by_layer(model, &mut forward, Keep::Tapes, use_ghost)?;
-                    (forward.losses.detach(), squared, layers)
-                }
-                // The inputs are rounded to bfloat16 once the graph is released (it needs them
-                // in f32), and the norms must come from the rounded values that the clipped
-                // sum will read, so they wait for the whole backward pass.
-                Precision::Bf16 => {
-                    let pass = recorded_pass(model, batch, precision)?;
-                    let examples = pass.losses.size()[0];
-                    let (squared, layers) = layer_norms(model, pass.captures, examples, use_ghost)?;
-                    (pass.losses, squared, layers)
-                }
-            };
+            let mut forward = RecordedForward::run(model, batch, precision)?;
+            let (squared, layers) = norms_by_layer(model, &mut forward, Keep::Tapes, |costs| {
+                choice.use_ghost(costs)
+            })?;
+            let losses = forward.losses.detach();
             let norms = norm_matrix(size, &squared)?;
             let losses = to_host_f64(&losses)?;
             let tape = BookKeepingTape {

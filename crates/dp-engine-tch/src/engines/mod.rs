@@ -52,6 +52,14 @@ struct LayerUse {
     input: Tensor,
     /// The output's probe: in the graph, with the output's gradient ([`ForwardContext::record`]).
     probe: Tensor,
+    /// The first use with the same input tensor (this use's own index when none before it):
+    /// the query, key and value projections of attention share their input, and so may a tied
+    /// layer's uses.
+    input_group: usize,
+    /// The kind a pass that releases the graph stores the input in, when it converts it: a
+    /// floating input in [`Precision::Bf16`] that is not the batch's own tensor (held by the
+    /// caller anyway, so a copy would add memory, not save it).
+    stored_kind: Option<Kind>,
 }
 
 impl RecordedForward {
@@ -67,6 +75,12 @@ impl RecordedForward {
             .map(|(position, layer)| (layer.id(), position))
             .collect();
         let (records, cuts) = context.into_records();
+        // Tensors are told apart by address while every input is alive (the records hold
+        // them), so no address can have been reused.
+        let identity =
+            |tensor: &Tensor| (tensor.data_ptr() as usize, tensor.size(), tensor.stride());
+        let caller_held = identity(batch.inputs());
+        let mut first_uses = HashMap::new();
         // uses_before[i]: the uses among the first i records (a record of a layer the model
         // does not list is no use).
         let mut uses = Vec::with_capacity(records.len());
@@ -74,10 +88,17 @@ impl RecordedForward {
         uses_before.push(0);
         for record in records {
             if let Some(&layer) = index.get(&record.layer) {
+                let key = identity(&record.input);
+                let kind = record.input.f_kind()?;
+                let stored = output_gradients.storage_kind(kind);
+                let stored_kind = (stored != kind && key != caller_held).then_some(stored);
+                let input_group = *first_uses.entry(key).or_insert(uses.len());
                 uses.push(LayerUse {
                     layer,
                     input: record.input,
                     probe: record.output,
+                    input_group,
+                    stored_kind,
                 });
             }
             uses_before.push(uses.len());
@@ -155,6 +176,7 @@ fn pass_by_layer(
         remaining[layer_use.layer] += 1;
     }
     let mut pending: Vec<Vec<(usize, Capture)>> = layers.iter().map(|_| Vec::new()).collect();
+    let mut stored_inputs = (!keep_graph).then(|| StoredInputs::new(&uses));
     let mut root = losses.f_sum(Kind::Float)?;
     loop {
         let cut = cuts.pop();
@@ -177,11 +199,11 @@ fn pass_by_layer(
             None => true,
         };
         for ((position, layer_use), gradient) in (start..).zip(segment).zip(gradients) {
-            let LayerUse {
-                layer,
-                input,
-                probe,
-            } = layer_use;
+            let input = match &mut stored_inputs {
+                Some(stored_inputs) => stored_inputs.store(&layer_use)?,
+                None => layer_use.input.shallow_clone(),
+            };
+            let LayerUse { layer, probe, .. } = layer_use;
             let output_gradient = defined_or_zeros(gradient, &probe)?;
             pending[layer].push((
                 position,
@@ -210,6 +232,8 @@ impl LayerUse {
             layer: self.layer,
             input: self.input.shallow_clone(),
             probe: self.probe.shallow_clone(),
+            input_group: self.input_group,
+            stored_kind: self.stored_kind,
         }
     }
 }
@@ -234,51 +258,64 @@ fn segment_cuts(cuts: impl IntoIterator<Item = Cut>, uses: usize) -> Vec<Cut> {
 
 /// Forward with recording, then the gradient of the summed loss with respect to every recorded
 /// layer output (one backward pass that computes no parameter gradient); the graph is released.
-/// The captures are stored in `precision`: the output gradients arrive in it, the inputs (until
-/// then shared with the graph, which needs them in the model's kind) are converted once the
-/// graph is gone, so the backward pass never holds both kinds of an input.
+/// The captures are stored in `precision` ([`StoredInputs`]).
 fn recorded_pass(
     model: &DpModel,
     batch: &TensorBatch,
     precision: Precision,
 ) -> Result<RecordedPass> {
-    let (losses, mut captures) =
-        RecordedForward::run(model, batch, precision)?.into_captures(model)?;
-    store_inputs(&mut captures, precision, batch.inputs())?;
+    let (losses, captures) = RecordedForward::run(model, batch, precision)?.into_captures(model)?;
     Ok(RecordedPass { losses, captures })
 }
 
-/// Converts every capture's input to `precision`'s storage kind, one conversion per distinct
-/// tensor (the query, key and value projections of attention share their input; a tied layer's
-/// uses may too), each original released as soon as no capture holds it. An input that is the
-/// batch's own tensor (`batch_inputs`, held by the caller anyway) is kept as is: a copy would
-/// add memory, not save it.
-fn store_inputs(
-    captures: &mut [Vec<Capture>],
-    precision: Precision,
-    batch_inputs: &Tensor,
-) -> Result<()> {
-    let identity = |tensor: &Tensor| (tensor.data_ptr() as usize, tensor.size(), tensor.stride());
-    let caller_held = identity(batch_inputs);
-    let mut converted: HashMap<(usize, Vec<i64>, Vec<i64>), Tensor> = HashMap::new();
-    for capture in captures.iter_mut().flatten() {
-        let kind = capture.input.f_kind()?;
-        let stored_kind = precision.storage_kind(kind);
-        let key = identity(&capture.input);
-        if stored_kind == kind || key == caller_held {
-            continue;
+/// The layer inputs a pass that releases the graph hands out, in their storage kinds
+/// ([`LayerUse::stored_kind`]). Each is converted once the backward pass has passed its layer,
+/// so that the graph, which needs it in the model's kind, has let go of its original; an input
+/// shared by several uses is converted once and held only until the last of them is handed
+/// out.
+struct StoredInputs {
+    /// The converted inputs of the groups with uses still to come.
+    converted: HashMap<usize, Tensor>,
+    /// For every input group that is converted, its uses not yet handed out.
+    uses_left: HashMap<usize, usize>,
+}
+
+impl StoredInputs {
+    fn new(uses: &[LayerUse]) -> Self {
+        let mut uses_left = HashMap::new();
+        for layer_use in uses
+            .iter()
+            .filter(|layer_use| layer_use.stored_kind.is_some())
+        {
+            *uses_left.entry(layer_use.input_group).or_insert(0) += 1;
         }
-        let stored = match converted.get(&key) {
-            Some(stored) => stored.shallow_clone(),
-            None => {
-                let stored = capture.input.f_to_kind(stored_kind)?;
-                converted.insert(key, stored.shallow_clone());
-                stored
-            }
-        };
-        capture.input = stored;
+        Self {
+            converted: HashMap::new(),
+            uses_left,
+        }
     }
-    Ok(())
+
+    /// The input of `layer_use` as stored.
+    fn store(&mut self, layer_use: &LayerUse) -> Result<Tensor> {
+        let Some(kind) = layer_use.stored_kind else {
+            return Ok(layer_use.input.shallow_clone());
+        };
+        let group = layer_use.input_group;
+        let stored = match self.converted.get(&group) {
+            Some(stored) => stored.shallow_clone(),
+            None => layer_use.input.f_to_kind(kind)?,
+        };
+        let left = self.uses_left.get_mut(&group).map_or(0, |left| {
+            *left -= 1;
+            *left
+        });
+        if left == 0 {
+            self.converted.remove(&group);
+        } else {
+            self.converted.insert(group, stored.shallow_clone());
+        }
+        Ok(stored)
+    }
 }
 
 /// An autograd result, or zeros of `like`'s shape when the tensor did not reach the loss.
@@ -653,24 +690,6 @@ macro_rules! shared_engine_methods {
 }
 use shared_engine_methods;
 
-/// Squared per-group norms `[batch]` of every layer, and what phase 2 needs of it
-/// ([`layer_norm`] for each layer and its captures).
-fn layer_norms(
-    model: &DpModel,
-    captures: Vec<Vec<Capture>>,
-    batch: i64,
-    use_ghost: impl Fn(&crate::NormCosts) -> bool,
-) -> Result<(Vec<Tensor>, Vec<LayerTape>)> {
-    let mut squared = Vec::with_capacity(model.parameters().len());
-    let mut tapes = Vec::with_capacity(captures.len());
-    for (layer, layer_captures) in model.layers().into_iter().zip(captures) {
-        let (layer_squared, tape) = layer_norm(model, layer, layer_captures, batch, &use_ghost)?;
-        squared.extend(layer_squared);
-        tapes.push(tape);
-    }
-    Ok((squared, tapes))
-}
-
 /// What phase 1 keeps for phase 2: the ghost engine's reweighted backward pass needs the graph,
 /// the book-keeping engine's clipped sum needs every layer's tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -816,7 +835,10 @@ fn captured_bytes(captures: &[Capture]) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Function, LinearConfig, Loss, Residual, Sequential, embedding, linear};
+    use crate::{
+        AttentionConfig, Function, LinearConfig, Loss, Residual, Sequential, embedding, linear,
+        multi_head_attention,
+    };
     use tch::nn;
 
     /// An embedding (integer input) followed by a Linear layer (f32 input), and a batch for it.
@@ -869,7 +891,13 @@ mod tests {
         assert!(!replaces_captures(layers[1], &pass.captures[1], 2, |_| {
             true
         })?);
-        let (squared, tapes) = layer_norms(&model, pass.captures, 2, |_| false)?;
+        let mut squared = Vec::new();
+        let mut tapes = Vec::new();
+        for (layer, captures) in layers.iter().zip(pass.captures) {
+            let (layer_squared, tape) = layer_norm(&model, *layer, captures, 2, |_| false)?;
+            squared.extend(layer_squared);
+            tapes.push(tape);
+        }
         assert_eq!(squared.len(), 3);
         assert!(matches!(&tapes[0], LayerTape::Captures(captures) if captures.len() == 1));
         let LayerTape::PerSample(per_sample) = &tapes[1] else {
@@ -1002,11 +1030,60 @@ mod tests {
     }
 
     #[test]
+    fn bf16_storage_converts_a_shared_input_once() -> Result<()> {
+        let store = nn::VarStore::new(Device::Cpu);
+        let root = store.root();
+        let config = AttentionConfig {
+            num_heads: 1,
+            causal: false,
+            bias: true,
+        };
+        let module = Sequential::new()
+            .add(linear(&(&root / "fc"), 3, 4, LinearConfig::default())?)
+            .add(multi_head_attention(&(&root / "attention"), 4, config)?);
+        let model = DpModel::new(&store, module, Loss::MeanSquaredError)?;
+        let batch = TensorBatch::new(
+            Tensor::f_randn([2, 5, 3], (Kind::Float, Device::Cpu))?,
+            Tensor::f_randn([2, 5, 4], (Kind::Float, Device::Cpu))?,
+        )?;
+        let pass = recorded_pass(&model, &batch, Precision::Bf16)?;
+        // Layers: fc (the batch's own input, kept as is), then the query, key, value and
+        // output projections; the first three share fc's output, converted once.
+        let inputs: Vec<&Tensor> = pass.captures.iter().map(|c| &c[0].input).collect();
+        let kinds = inputs
+            .iter()
+            .map(|input| input.f_kind())
+            .collect::<Result<Vec<_>, _>>()?;
+        assert_eq!(
+            kinds,
+            [
+                Kind::Float,
+                Kind::BFloat16,
+                Kind::BFloat16,
+                Kind::BFloat16,
+                Kind::BFloat16
+            ]
+        );
+        assert_eq!(inputs[0].data_ptr(), batch.inputs().data_ptr());
+        assert_eq!(inputs[1].data_ptr(), inputs[2].data_ptr());
+        assert_eq!(inputs[1].data_ptr(), inputs[3].data_ptr());
+        assert_ne!(inputs[1].data_ptr(), inputs[4].data_ptr());
+        Ok(())
+    }
+
+    /// The pass that keeps the graph (the ghost engine's) leaves the inputs as the graph holds
+    /// them; the output gradients arrive in bfloat16.
+    #[test]
     fn bf16_probes_keep_inputs_shared() -> Result<()> {
         let (model, batch) = token_model()?;
         let forward = RecordedForward::run(&model, &batch, Precision::Bf16)?;
+        let mut captures = Vec::new();
+        forward.backward_by_layer(&model, |_, layer_captures| {
+            captures.insert(0, layer_captures);
+            Ok(())
+        })?;
         assert_eq!(
-            capture_kinds(&forward.into_captures(&model)?.1)?,
+            capture_kinds(&captures)?,
             [(Kind::Int64, Kind::BFloat16), (Kind::Float, Kind::BFloat16)]
         );
         Ok(())
