@@ -125,9 +125,8 @@ impl PerSampleGradEngine for BookKeeping {
             let (squared, layers) = norms_by_layer(model, &mut forward, Keep::Tapes, |costs| {
                 choice.use_ghost(costs)
             })?;
-            let losses = forward.losses.detach();
             let norms = norm_matrix(size, &squared)?;
-            let losses = to_host_f64(&losses)?;
+            let losses = to_host_f64(&forward.losses.detach())?;
             let tape = BookKeepingTape {
                 batch: size,
                 layers,

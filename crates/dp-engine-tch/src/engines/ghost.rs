@@ -32,8 +32,8 @@ use crate::{DpModel, NormCosts, Precision, Result};
 /// them.
 ///
 /// With [`Precision::Bf16`] ([`Ghost::with_precision`]) the output gradients are stored in
-/// bfloat16 (half the bytes); the layer inputs are the graph's
-/// own saved tensors and stay shared (a bfloat16 copy would add memory, not save it). Phase 2
+/// bfloat16 (half the bytes); the layer inputs are the graph's own saved tensors and stay
+/// shared (a bfloat16 copy would add memory, not save it). Phase 2
 /// then always takes the second way (output gradients recomputed, clipped sum from them), so
 /// that norms and clipped sum come from the same rounded values and the clipping bound holds
 /// exactly; the reweighted backward pass would clip the exact gradients by factors computed from

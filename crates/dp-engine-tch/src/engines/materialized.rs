@@ -2,7 +2,7 @@
 
 use dp_engine::{EngineError, PerSampleGradEngine, PerSampleNorms, ScaleVector};
 
-use super::{PerSampleTape, materialize, norm_matrix, phase_one, recorded_pass, squared_norms};
+use super::{PerSampleTape, RecordedForward, materialize, norm_matrix, phase_one, squared_norms};
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, Precision};
 
@@ -33,10 +33,11 @@ impl PerSampleGradEngine for Materialized {
         batch: &TensorBatch,
     ) -> Result<PerSampleNorms, EngineError> {
         phase_one(&mut self.tape, model, batch, |size| {
-            let pass = recorded_pass(model, batch, Precision::F32)?;
-            let per_sample = materialize(model, &pass.captures, pass.losses.size()[0])?;
+            let (losses, captures) =
+                RecordedForward::run(model, batch, Precision::F32)?.into_captures(model)?;
+            let per_sample = materialize(model, &captures, losses.size()[0])?;
             let norms = norm_matrix(size, &squared_norms(&per_sample)?)?;
-            let losses = to_host_f64(&pass.losses)?;
+            let losses = to_host_f64(&losses)?;
             let tape = PerSampleTape {
                 batch: size,
                 per_sample,

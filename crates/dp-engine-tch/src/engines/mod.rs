@@ -23,14 +23,6 @@ use crate::layers::{Capture, Cut, DpLayer, ForwardContext, row_norms_squared};
 use crate::precision::Precision;
 use crate::{DpModel, Result, TchEngineError};
 
-/// One recorded forward pass and one backward pass to the layer outputs.
-struct RecordedPass {
-    /// Per-example losses `[batch]`, detached.
-    losses: Tensor,
-    /// The captures of every layer of [`DpModel::layers`], in that order.
-    captures: Vec<Vec<Capture>>,
-}
-
 /// One recorded forward pass: the losses in the graph, every use of a layer, and the cuts
 /// between them.
 #[derive(Debug)]
@@ -254,18 +246,6 @@ fn segment_cuts(cuts: impl IntoIterator<Item = Cut>, uses: usize) -> Vec<Cut> {
         kept.push(cut);
     }
     kept
-}
-
-/// Forward with recording, then the gradient of the summed loss with respect to every recorded
-/// layer output (one backward pass that computes no parameter gradient); the graph is released.
-/// The captures are stored in `precision` ([`StoredInputs`]).
-fn recorded_pass(
-    model: &DpModel,
-    batch: &TensorBatch,
-    precision: Precision,
-) -> Result<RecordedPass> {
-    let (losses, captures) = RecordedForward::run(model, batch, precision)?.into_captures(model)?;
-    Ok(RecordedPass { losses, captures })
 }
 
 /// The layer inputs a pass that releases the graph hands out, in their storage kinds
@@ -723,18 +703,14 @@ fn norms_by_layer(
         };
         Ok::<_, TchEngineError>((squared, tape))
     };
-    // A layer without uses keeps its zero norm; the others' come as their links are done.
-    let mut per_layer = layers
-        .iter()
-        .map(|layer| norm(*layer, Vec::new()))
-        .collect::<Result<Vec<_>>>()?;
+    let mut per_layer: Vec<Option<_>> = layers.iter().map(|_| None).collect();
     let mut deferred = Vec::new();
     let visit = |position: usize, captures: Vec<Capture>| {
         let layer = layers[position];
         if keep == Keep::Tapes && !replaces_captures(layer, &captures, examples, &use_ghost)? {
             deferred.push((position, captures));
         } else {
-            per_layer[position] = norm(layer, captures)?;
+            per_layer[position] = Some(norm(layer, captures)?);
         }
         Ok(())
     };
@@ -743,11 +719,16 @@ fn norms_by_layer(
         Keep::Tapes => forward.release_by_layer(model, visit)?,
     }
     for (position, captures) in deferred {
-        per_layer[position] = norm(layers[position], captures)?;
+        per_layer[position] = Some(norm(layers[position], captures)?);
     }
     let mut squared = Vec::with_capacity(model.parameters().len());
     let mut tapes = Vec::with_capacity(layers.len());
-    for (layer_squared, tape) in per_layer {
+    for (layer, computed) in layers.iter().zip(per_layer) {
+        // A layer without uses was never visited: its norm is zero.
+        let (layer_squared, tape) = match computed {
+            Some(computed) => computed,
+            None => norm(*layer, Vec::new())?,
+        };
         squared.extend(layer_squared);
         tapes.push(tape);
     }
@@ -870,9 +851,9 @@ mod tests {
     fn materialized_per_sample_gradients_are_kept_only_where_no_larger_than_the_captures()
     -> Result<()> {
         let (model, batch) = token_model()?;
-        let pass = recorded_pass(&model, &batch, Precision::F32)?;
-        let captured = pass
-            .captures
+        let (_, captures) =
+            RecordedForward::run(&model, &batch, Precision::F32)?.into_captures(&model)?;
+        let captured = captures
             .iter()
             .map(|captures| captured_bytes(captures))
             .collect::<Result<Vec<_>>>()?;
@@ -884,16 +865,16 @@ mod tests {
         let layers = model.layers();
         let predicted = layers
             .iter()
-            .zip(&pass.captures)
+            .zip(&captures)
             .map(|(layer, captures)| replaces_captures(*layer, captures, 2, |_| false))
             .collect::<Result<Vec<_>>>()?;
         assert_eq!(predicted, [false, true]);
-        assert!(!replaces_captures(layers[1], &pass.captures[1], 2, |_| {
+        assert!(!replaces_captures(layers[1], &captures[1], 2, |_| {
             true
         })?);
         let mut squared = Vec::new();
         let mut tapes = Vec::new();
-        for (layer, captures) in layers.iter().zip(pass.captures) {
+        for (layer, captures) in layers.iter().zip(captures) {
             let (layer_squared, tape) = layer_norm(&model, *layer, captures, 2, |_| false)?;
             squared.extend(layer_squared);
             tapes.push(tape);
@@ -971,6 +952,70 @@ mod tests {
         Ok(())
     }
 
+    /// A module listing two Linear layers that uses only the first.
+    #[derive(Debug)]
+    struct FirstOnly {
+        used: crate::Linear,
+        unused: crate::Linear,
+    }
+
+    impl crate::DpModule for FirstOnly {
+        fn forward_dp(&self, xs: &Tensor, context: &mut ForwardContext) -> Result<Tensor> {
+            self.used.forward_dp(xs, context)
+        }
+
+        fn parameterized_layers(&self) -> Vec<&dyn DpLayer> {
+            vec![&self.used, &self.unused]
+        }
+    }
+
+    #[test]
+    fn a_layer_without_uses_has_zero_norms_and_no_clipped_sum() -> anyhow::Result<()> {
+        use dp_engine::PerSampleGradEngine;
+        let store = nn::VarStore::new(Device::Cpu);
+        let root = store.root();
+        let module = FirstOnly {
+            used: linear(&(&root / "used"), 3, 2, LinearConfig::default())?,
+            unused: linear(&(&root / "unused"), 3, 2, LinearConfig::default())?,
+        };
+        let mut model = DpModel::new(&store, module, Loss::CrossEntropy)?;
+        let batch = TensorBatch::new(
+            Tensor::f_randn([4, 3], (Kind::Float, Device::Cpu))?,
+            Tensor::from_slice(&[0_i64, 1, 1, 0]),
+        )?;
+        fn check(
+            engine: &mut impl PerSampleGradEngine<Model = DpModel, Batch = TensorBatch>,
+            model: &mut DpModel,
+            batch: &TensorBatch,
+        ) -> anyhow::Result<()> {
+            let norms = engine.norms(model, batch)?.norms;
+            for example in 0..4 {
+                let row = norms.row(example);
+                assert!(row[0] > 0.0 && row[1] > 0.0, "used layer: {row:?}");
+                assert_eq!(&row[2..], [0.0, 0.0], "unused layer");
+            }
+            engine.zero_grad(model);
+            engine.accumulate_scaled(model, &ScaleVector::new(vec![1.0; 4])?)?;
+            assert!(
+                model.gradients()[0]
+                    .f_abs()?
+                    .f_sum(Kind::Float)?
+                    .f_double_value(&[])?
+                    > 0.0
+            );
+            for unused in &model.gradients()[2..] {
+                assert_eq!(
+                    unused.f_abs()?.f_sum(Kind::Float)?.f_double_value(&[])?,
+                    0.0
+                );
+            }
+            Ok(())
+        }
+        check(&mut BookKeeping::new(), &mut model, &batch)?;
+        check(&mut Ghost::new(), &mut model, &batch)?;
+        Ok(())
+    }
+
     #[test]
     fn a_module_that_is_no_chain_is_one_segment() -> Result<()> {
         let store = nn::VarStore::new(Device::Cpu);
@@ -992,14 +1037,16 @@ mod tests {
     #[test]
     fn bf16_storage_rounds_floating_captures_and_keeps_token_indices() -> Result<()> {
         let (model, batch) = token_model()?;
-        let full = recorded_pass(&model, &batch, Precision::F32)?;
+        let (_, full) =
+            RecordedForward::run(&model, &batch, Precision::F32)?.into_captures(&model)?;
         assert_eq!(
-            capture_kinds(&full.captures)?,
+            capture_kinds(&full)?,
             [(Kind::Int64, Kind::Float), (Kind::Float, Kind::Float)]
         );
-        let reduced = recorded_pass(&model, &batch, Precision::Bf16)?;
+        let (_, reduced) =
+            RecordedForward::run(&model, &batch, Precision::Bf16)?.into_captures(&model)?;
         assert_eq!(
-            capture_kinds(&reduced.captures)?,
+            capture_kinds(&reduced)?,
             [
                 (Kind::Int64, Kind::BFloat16),
                 (Kind::BFloat16, Kind::BFloat16)
@@ -1007,12 +1054,7 @@ mod tests {
         );
         // The stored values are the f32 ones rounded: widened back, they agree to bf16's
         // precision (relative error at most 2^-9 per value).
-        for (full, reduced) in full
-            .captures
-            .iter()
-            .flatten()
-            .zip(reduced.captures.iter().flatten())
-        {
+        for (full, reduced) in full.iter().flatten().zip(reduced.iter().flatten()) {
             let widened = reduced.widened(Kind::Float)?;
             let error = widened
                 .output_gradient
@@ -1046,10 +1088,11 @@ mod tests {
             Tensor::f_randn([2, 5, 3], (Kind::Float, Device::Cpu))?,
             Tensor::f_randn([2, 5, 4], (Kind::Float, Device::Cpu))?,
         )?;
-        let pass = recorded_pass(&model, &batch, Precision::Bf16)?;
+        let (_, captures) =
+            RecordedForward::run(&model, &batch, Precision::Bf16)?.into_captures(&model)?;
         // Layers: fc (the batch's own input, kept as is), then the query, key, value and
         // output projections; the first three share fc's output, converted once.
-        let inputs: Vec<&Tensor> = pass.captures.iter().map(|c| &c[0].input).collect();
+        let inputs: Vec<&Tensor> = captures.iter().map(|c| &c[0].input).collect();
         let kinds = inputs
             .iter()
             .map(|input| input.f_kind())

@@ -163,12 +163,19 @@ impl Cut {
     }
 }
 
+/// What a recording forward pass records: every layer's uses and the cuts between them.
+#[derive(Debug, Default)]
+struct Recording {
+    records: Vec<Record>,
+    cuts: Vec<Cut>,
+}
+
 /// The mode of a forward pass: training or evaluation, recording or not.
 #[derive(Debug)]
 pub struct ForwardContext {
     train: bool,
-    records: Option<Vec<Record>>,
-    cuts: Vec<Cut>,
+    /// What a recording pass has recorded so far; `None` when not recording.
+    recording: Option<Recording>,
     /// The precision the recorded outputs' gradients arrive in (the probes' kind).
     output_gradients: Precision,
 }
@@ -178,8 +185,7 @@ impl ForwardContext {
     pub fn new(train: bool) -> Self {
         Self {
             train,
-            records: None,
-            cuts: Vec::new(),
+            recording: None,
             output_gradients: Precision::F32,
         }
     }
@@ -193,8 +199,7 @@ impl ForwardContext {
     pub(crate) fn recording_in(train: bool, output_gradients: Precision) -> Self {
         Self {
             train,
-            records: Some(Vec::new()),
-            cuts: Vec::new(),
+            recording: Some(Recording::default()),
             output_gradients,
         }
     }
@@ -220,7 +225,7 @@ impl ForwardContext {
     ///
     /// When libtorch fails.
     pub fn record(&mut self, layer: LayerId, input: &Tensor, output: Tensor) -> Result<Tensor> {
-        let Some(records) = &mut self.records else {
+        let Some(recording) = &mut self.recording else {
             return Ok(output);
         };
         let probe_kind = self.output_gradients.storage_kind(output.f_kind()?);
@@ -234,7 +239,7 @@ impl ForwardContext {
         // freed once added (the operation that produced it does not save it), so the sum
         // only replaces it.
         let output = output.f_add(&probe)?;
-        records.push(Record {
+        recording.records.push(Record {
             layer,
             input: input.f_detach()?,
             output: probe,
@@ -245,9 +250,9 @@ impl ForwardContext {
     /// Marks `link_output`, the output of one link of the model's chain, as a cut when
     /// recording (nothing otherwise).
     pub(crate) fn cut(&mut self, link_output: &Tensor) {
-        if let Some(records) = &self.records {
-            self.cuts.push(Cut {
-                records: records.len(),
+        if let Some(recording) = &mut self.recording {
+            recording.cuts.push(Cut {
+                records: recording.records.len(),
                 tensor: link_output.shallow_clone(),
             });
         }
@@ -255,7 +260,8 @@ impl ForwardContext {
 
     /// The records in the order the layers made them, and the cuts in order.
     pub(crate) fn into_records(self) -> (Vec<Record>, Vec<Cut>) {
-        (self.records.unwrap_or_default(), self.cuts)
+        let recording = self.recording.unwrap_or_default();
+        (recording.records, recording.cuts)
     }
 }
 
