@@ -16,7 +16,7 @@
 //! Noise: the DP steps named after an engine draw it with libtorch's generator on the gradient
 //! tensors (`normal_` into the buffers, then the clipped sum is added: the fast mode, as other
 //! libraries add it). `book_keeping_host_secure_noise` and `book_keeping_host_fast_noise` add
-//! it the way `dp-trainer` does: through `visit_parameters` (a host copy of every group) with
+//! it the way `dp-trainer` does: through `visit_gradients` (a host copy of every gradient) with
 //! dp-sampler's secure (discrete Gaussian) or fast noise, so their ratios show what the noise
 //! source costs on top of the engine. `book_keeping_without_noise` adds none (not a private
 //! step): the engine's own cost, clipping included.
@@ -156,7 +156,7 @@ enum NoiseSource {
     Omitted,
     /// libtorch's generator, drawn into the gradient buffers on their device.
     Tensor,
-    /// dp-sampler through `visit_parameters`, as `dp-trainer` adds it.
+    /// dp-sampler through `visit_gradients`, as `dp-trainer` adds it.
     Host(NoiseMode),
 }
 
@@ -318,9 +318,9 @@ where
             engine.zero_grad(model);
             engine.accumulate_scaled(model, &ScaleVector::new(scales)?)?;
             let mut noise_result = Ok(());
-            engine.visit_parameters(model, &mut |view| {
+            engine.visit_gradients(model, &mut |_, gradient| {
                 if noise_result.is_ok() {
-                    noise_result = add_gaussian_noise(view.gradient, std, mode, rng).map(|_| ());
+                    noise_result = add_gaussian_noise(gradient, std, mode, rng).map(|_| ());
                 }
             })?;
             noise_result?;
@@ -622,7 +622,7 @@ fn write_engines_json(measurements: &[Measurement]) -> BenchResult<PathBuf> {
          the non-private step after it; \
          memory from a second process (warm-up and 1 step, MALLOC_MMAP_THRESHOLD_=65536); noise: libtorch's \
          generator on the gradient tensors, except the book_keeping_host_* rows (dp-sampler \
-         through visit_parameters, as dp-trainer); step_peak_bytes = VmHWM after the steps \
+         through visit_gradients, as dp-trainer); step_peak_bytes = VmHWM after the steps \
          minus VmHWM after set-up (host memory; GPU memory is not included); ratios are DP / \
          non-private of the same model; criterion's statistics for the same ids are in \
          benches.json\",",

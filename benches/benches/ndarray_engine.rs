@@ -50,8 +50,8 @@ fn dp_step(
         .expect("tape present");
     if let Some((mode, rng)) = noise {
         engine
-            .visit_parameters(model, &mut |view| {
-                add_gaussian_noise(view.gradient, NOISE_MULTIPLIER * MAX_GRAD_NORM, mode, rng)
+            .visit_gradients(model, &mut |_, gradient| {
+                add_gaussian_noise(gradient, NOISE_MULTIPLIER * MAX_GRAD_NORM, mode, rng)
                     .expect("valid std");
             })
             .expect("host buffers");

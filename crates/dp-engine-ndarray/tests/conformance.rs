@@ -1,9 +1,14 @@
 //! The dp-engine-testkit conformance suite on the book-keeping engine, against the per-example
 //! reference, plus a finite-difference check that the shared backward pass is the true gradient.
 
-use dp_engine::{ExampleBatch, PerSampleGradEngine};
+use dp_engine::{
+    EngineError, ExampleBatch, ParameterGroup, ParameterView, PerSampleGradEngine, PerSampleNorms,
+    ScaleVector,
+};
 use dp_engine_ndarray::{Activation, Batch, BookKeepingEngine, Mlp, PerExampleReference};
-use dp_engine_testkit::{ConformanceFixture, F32_TOLERANCE, Tolerance, run_conformance_suite};
+use dp_engine_testkit::{
+    ConformanceFixture, F32_TOLERANCE, Tolerance, check_gradient_access, run_conformance_suite,
+};
 use ndarray::{Array2, Axis};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -77,6 +82,96 @@ impl ConformanceFixture for NdarrayFixture {
 #[test]
 fn book_keeping_engine_passes_the_conformance_suite() {
     run_conformance_suite(&NdarrayFixture, 0..40, F32_TOLERANCE).unwrap();
+}
+
+/// The book-keeping engine with a `visit_gradients` that hands out copies, so every write is
+/// lost: what the gradient-access check exists to catch.
+struct LosingWrites(BookKeepingEngine);
+
+impl PerSampleGradEngine for LosingWrites {
+    type Model = Mlp;
+    type Batch = Batch;
+
+    fn parameter_groups(&self, model: &Mlp) -> Vec<ParameterGroup> {
+        self.0.parameter_groups(model)
+    }
+
+    fn norms(&mut self, model: &Mlp, batch: &Batch) -> Result<PerSampleNorms, EngineError> {
+        self.0.norms(model, batch)
+    }
+
+    fn accumulate_scaled(
+        &mut self,
+        model: &mut Mlp,
+        scales: &ScaleVector,
+    ) -> Result<(), EngineError> {
+        self.0.accumulate_scaled(model, scales)
+    }
+
+    fn batch_gradient(&mut self, model: &mut Mlp, batch: &Batch) -> Result<Vec<f64>, EngineError> {
+        self.0.batch_gradient(model, batch)
+    }
+
+    fn zero_grad(&mut self, model: &mut Mlp) {
+        self.0.zero_grad(model);
+    }
+
+    fn visit_parameters(
+        &mut self,
+        model: &mut Mlp,
+        visit: &mut dyn FnMut(ParameterView<'_>),
+    ) -> Result<(), EngineError> {
+        self.0.visit_parameters(model, visit)
+    }
+
+    fn visit_gradients(
+        &mut self,
+        model: &mut Mlp,
+        visit: &mut dyn FnMut(usize, &mut [f32]),
+    ) -> Result<(), EngineError> {
+        self.0.visit_parameters(model, &mut |view| {
+            visit(view.group, &mut view.gradient.to_vec());
+        })
+    }
+}
+
+struct LosingWritesFixture;
+
+impl ConformanceFixture for LosingWritesFixture {
+    type Model = Mlp;
+    type Batch = Batch;
+    type Engine = LosingWrites;
+    type Reference = PerExampleReference;
+
+    fn engine(&self) -> LosingWrites {
+        LosingWrites(BookKeepingEngine::new())
+    }
+
+    fn reference(&self) -> PerExampleReference {
+        NdarrayFixture.reference()
+    }
+
+    fn random_model(&self, seed: u64) -> Mlp {
+        NdarrayFixture.random_model(seed)
+    }
+
+    fn random_batch(&self, model: &Mlp, num_examples: usize, seed: u64) -> Batch {
+        NdarrayFixture.random_batch(model, num_examples, seed)
+    }
+
+    fn replace_example(&self, model: &Mlp, batch: &Batch, index: usize, seed: u64) -> Batch {
+        NdarrayFixture.replace_example(model, batch, index, seed)
+    }
+}
+
+#[test]
+fn gradient_access_check_catches_lost_writes() {
+    check_gradient_access(&NdarrayFixture, 3).unwrap();
+    let failure = check_gradient_access(&LosingWritesFixture, 3).unwrap_err();
+    assert_eq!(
+        failure.check,
+        "visit_gradients reaches the gradient buffers"
+    );
 }
 
 proptest! {
@@ -179,7 +274,7 @@ fn invalid_labels_and_shapes_are_errors() {
     let bad_label = Batch::new(ndarray::array![[1.0, 2.0]], vec![3]).unwrap();
     assert!(matches!(
         BookKeepingEngine::new().norms(&model, &bad_label),
-        Err(dp_engine::EngineError::InvalidLabel { label: 3, .. })
+        Err(EngineError::InvalidLabel { label: 3, .. })
     ));
     let bad_width = Batch::new(ndarray::array![[1.0, 2.0, 3.0]], vec![0]).unwrap();
     assert!(BookKeepingEngine::new().norms(&model, &bad_width).is_err());

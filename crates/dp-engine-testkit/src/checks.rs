@@ -4,7 +4,10 @@ use crate::{ConformanceFailure, ConformanceFixture, SplitMix64, Tolerance};
 use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, ScaleVector};
 
 /// Per example, per parameter group, the flattened gradient.
-type PerSampleGradients = Vec<Vec<Vec<f32>>>;
+type PerSampleGradients = Vec<GroupBuffers>;
+
+/// Per parameter group, a flattened buffer (values or gradient).
+type GroupBuffers = Vec<Vec<f32>>;
 
 fn engine_failure(check: &'static str) -> impl Fn(EngineError) -> ConformanceFailure {
     move |error| ConformanceFailure::new(check, format!("engine error: {error}"))
@@ -14,9 +17,9 @@ fn engine_failure(check: &'static str) -> impl Fn(EngineError) -> ConformanceFai
 fn gradient_buffers<E: PerSampleGradEngine>(
     engine: &mut E,
     model: &mut E::Model,
-) -> Result<Vec<Vec<f32>>, EngineError> {
+) -> Result<GroupBuffers, EngineError> {
     let mut buffers = Vec::new();
-    engine.visit_parameters(model, &mut |view| buffers.push(view.gradient.to_vec()))?;
+    engine.visit_gradients(model, &mut |_, gradient| buffers.push(gradient.to_vec()))?;
     Ok(buffers)
 }
 
@@ -25,7 +28,7 @@ fn scaled_sum<E: PerSampleGradEngine>(
     engine: &mut E,
     model: &mut E::Model,
     scales: Vec<f64>,
-) -> Result<Vec<Vec<f32>>, EngineError> {
+) -> Result<GroupBuffers, EngineError> {
     scaled_sum_with(engine, model, &ScaleVector::new(scales)?)
 }
 
@@ -33,7 +36,7 @@ fn scaled_sum_with<E: PerSampleGradEngine>(
     engine: &mut E,
     model: &mut E::Model,
     scales: &ScaleVector,
-) -> Result<Vec<Vec<f32>>, EngineError> {
+) -> Result<GroupBuffers, EngineError> {
     engine.zero_grad(model);
     engine.accumulate_scaled(model, scales)?;
     gradient_buffers(engine, model)
@@ -321,6 +324,77 @@ pub fn check_contract_errors<F: ConformanceFixture>(
     Ok(())
 }
 
+/// `visit_gradients` reaches the buffers `visit_parameters` shows, group by group, and what it
+/// writes there stays (the values untouched).
+///
+/// # Errors
+///
+/// A [`ConformanceFailure`] if the two visits disagree, a write is lost or changes the values,
+/// or the engine errs.
+pub fn check_gradient_access<F: ConformanceFixture>(
+    fixture: &F,
+    seed: u64,
+) -> Result<(), ConformanceFailure> {
+    const CHECK: &str = "visit_gradients reaches the gradient buffers";
+    let mut model = fixture.random_model(seed);
+    let batch = fixture.random_batch(&model, 3, seed ^ 10);
+    let mut engine = fixture.engine();
+    engine
+        .norms(&model, &batch)
+        .map_err(engine_failure(CHECK))?;
+    let summed =
+        scaled_sum(&mut engine, &mut model, vec![1.0; 3]).map_err(engine_failure(CHECK))?;
+    let (values, through_parameters) =
+        parameter_buffers(&mut engine, &mut model).map_err(engine_failure(CHECK))?;
+    let exact = Tolerance {
+        absolute: 0.0,
+        relative: 0.0,
+    };
+    exact.compare(CHECK, flatten(&summed), flatten(&through_parameters))?;
+    // Each gradient becomes its group index plus its position, which no mix-up preserves.
+    let mut visited = Vec::new();
+    engine
+        .visit_gradients(&mut model, &mut |group, gradient| {
+            visited.push(group);
+            for (position, value) in gradient.iter_mut().enumerate() {
+                *value = (group + position) as f32;
+            }
+        })
+        .map_err(engine_failure(CHECK))?;
+    if visited != (0..summed.len()).collect::<Vec<_>>() {
+        return Err(ConformanceFailure::new(
+            CHECK,
+            format!("groups visited {visited:?}, {} expected", summed.len()),
+        ));
+    }
+    let (values_after, written) =
+        parameter_buffers(&mut engine, &mut model).map_err(engine_failure(CHECK))?;
+    let expected = summed
+        .iter()
+        .enumerate()
+        .map(|(group, buffer)| {
+            (0..buffer.len())
+                .map(|position| (group + position) as f32)
+                .collect()
+        })
+        .collect::<GroupBuffers>();
+    exact.compare(CHECK, flatten(&written), flatten(&expected))?;
+    exact.compare(CHECK, flatten(&values_after), flatten(&values))
+}
+
+/// Values and gradient buffers per parameter group, read through `visit_parameters`.
+fn parameter_buffers<E: PerSampleGradEngine>(
+    engine: &mut E,
+    model: &mut E::Model,
+) -> Result<(GroupBuffers, GroupBuffers), EngineError> {
+    let (mut values, mut gradients) = (Vec::new(), Vec::new());
+    engine.visit_parameters(model, &mut |view| {
+        values.push(view.values.to_vec());
+        gradients.push(view.gradient.to_vec());
+    })?;
+    Ok((values, gradients))
+}
+
 /// Every check, for every seed.
 ///
 /// # Errors
@@ -342,6 +416,7 @@ pub fn run_conformance_suite<F: ConformanceFixture>(
         check_matches_reference(fixture, seed, tolerance).map_err(with_seed)?;
         check_empty_batch(fixture, seed).map_err(with_seed)?;
         check_contract_errors(fixture, seed).map_err(with_seed)?;
+        check_gradient_access(fixture, seed).map_err(with_seed)?;
     }
     Ok(())
 }

@@ -12,7 +12,9 @@
 //! - [`check_matches_reference`]: agreement with a reference engine (per-example backward passes),
 //!   with per-example and per-group (per-layer clipping) scale factors;
 //! - [`check_empty_batch`]: an empty batch is a valid batch with zero gradient;
-//! - [`check_contract_errors`]: phase 2 without phase 1, or with the wrong number of scales, errs.
+//! - [`check_contract_errors`]: phase 2 without phase 1, or with the wrong number of scales, errs;
+//! - [`check_gradient_access`]: `visit_gradients` reads and writes the buffers `visit_parameters`
+//!   shows, and leaves the values alone.
 //!
 //! Per-sample gradients are materialized through the trait alone, by `accumulate_scaled` with
 //! one-hot scale vectors, so the suite needs nothing engine-specific.
@@ -29,8 +31,8 @@ mod fixture;
 mod tolerance;
 
 pub use checks::{
-    check_contract_errors, check_empty_batch, check_example_independence, check_matches_reference,
-    check_norms_match_materialized, check_sum_equals_batch_gradient,
+    check_contract_errors, check_empty_batch, check_example_independence, check_gradient_access,
+    check_matches_reference, check_norms_match_materialized, check_sum_equals_batch_gradient,
     check_zero_scale_drops_example, per_sample_gradients, run_conformance_suite,
 };
 pub use fixture::{ConformanceFixture, SplitMix64};

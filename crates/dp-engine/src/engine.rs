@@ -39,9 +39,10 @@ pub trait ExampleSource {
 ///    materialize g_i (ghost clipping, book-keeping) fit this contract.
 ///
 /// Gradient buffers are summed, never averaged: the trainer divides by the expected batch size.
-/// The trainer adds noise and runs optimizers through [`visit_parameters`](Self::visit_parameters).
-/// Nothing here names a tensor library: models and batches are associated types, and an engine
-/// whose tensors live on an accelerator may stage `visit_parameters` through host memory.
+/// The trainer adds noise through [`visit_gradients`](Self::visit_gradients) and runs optimizers
+/// through [`visit_parameters`](Self::visit_parameters). Nothing here names a tensor library:
+/// models and batches are associated types, and an engine whose tensors live on an accelerator
+/// may stage both through host memory.
 ///
 /// # Privacy
 ///
@@ -109,4 +110,21 @@ pub trait PerSampleGradEngine {
         model: &mut Self::Model,
         visit: &mut dyn FnMut(ParameterView<'_>),
     ) -> Result<(), EngineError>;
+
+    /// Calls `visit(group, gradient)` once per parameter group, in the order of
+    /// [`parameter_groups`](Self::parameter_groups), with mutable access to the gradient buffer
+    /// alone: for noise and scaling, which never read the values. The default goes through
+    /// [`visit_parameters`](Self::visit_parameters); an engine that stages buffers through host
+    /// memory overrides it to move the gradients only.
+    ///
+    /// # Errors
+    ///
+    /// If the backend cannot expose or write back the buffers.
+    fn visit_gradients(
+        &mut self,
+        model: &mut Self::Model,
+        visit: &mut dyn FnMut(usize, &mut [f32]),
+    ) -> Result<(), EngineError> {
+        self.visit_parameters(model, &mut |view| visit(view.group, view.gradient))
+    }
 }

@@ -288,14 +288,14 @@ where
         let divisor = expected_batch_size as f32;
         self.parts
             .engine
-            .visit_parameters(&mut self.parts.model, &mut |view| {
+            .visit_gradients(&mut self.parts.model, &mut |_, gradient| {
                 if let Ok(slack) = &mut noise_result {
-                    match add_gaussian_noise(view.gradient, std, mode, noise_rng) {
+                    match add_gaussian_noise(gradient, std, mode, noise_rng) {
                         Ok(report) => *slack += report.rounding_slack,
                         Err(error) => noise_result = Err(error),
                     }
                 }
-                view.gradient.iter_mut().for_each(|g| *g /= divisor);
+                gradient.iter_mut().for_each(|g| *g /= divisor);
             })?;
         let rounding_slack = noise_result?;
         let effective_multiplier = std / (sensitivity + rounding_slack);

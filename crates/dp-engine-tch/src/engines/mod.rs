@@ -623,6 +623,19 @@ fn visit_parameters(model: &mut DpModel, visit: &mut dyn FnMut(ParameterView<'_>
     Ok(())
 }
 
+/// Stages each gradient buffer alone through host memory: one download, the visit, one upload
+/// (noise needs no values, and skipping them and the change check of [`visit_parameters`] is
+/// most of the staging cost).
+fn visit_gradients(model: &mut DpModel, visit: &mut dyn FnMut(usize, &mut [f32])) -> Result<()> {
+    for (group, gradient) in model.gradients_mut().iter_mut().enumerate() {
+        let mut host = to_host_f32(gradient)?;
+        visit(group, &mut host);
+        let update = from_host(&host, gradient.size(), gradient.device())?;
+        tch::no_grad(|| gradient.f_copy_(&update))?;
+    }
+    Ok(())
+}
+
 fn to_host_f32(tensor: &Tensor) -> Result<Vec<f32>> {
     let host = tensor
         .f_detach()?
@@ -665,6 +678,14 @@ macro_rules! shared_engine_methods {
             visit: &mut dyn FnMut(dp_engine::ParameterView<'_>),
         ) -> Result<(), dp_engine::EngineError> {
             Ok(crate::engines::visit_parameters(model, visit)?)
+        }
+
+        fn visit_gradients(
+            &mut self,
+            model: &mut Self::Model,
+            visit: &mut dyn FnMut(usize, &mut [f32]),
+        ) -> Result<(), dp_engine::EngineError> {
+            Ok(crate::engines::visit_gradients(model, visit)?)
         }
     };
 }

@@ -170,10 +170,10 @@ where
             .collect();
         engine.accumulate_scaled(&mut model, &ScaleVector::new(factors)?)?;
         let mut noise_result = Ok(());
-        engine.visit_parameters(&mut model, &mut |view| {
+        engine.visit_gradients(&mut model, &mut |_, gradient| {
             if noise_result.is_ok() {
                 noise_result = add_gaussian_noise(
-                    view.gradient,
+                    gradient,
                     outcome.sensitivity,
                     NoiseMode::Secure,
                     &mut noise_rng,
