@@ -14,7 +14,15 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-struct NdarrayFixture;
+/// The ndarray MLP fixture, with the engine under test built by `engine`.
+struct NdarrayFixture<E> {
+    engine: fn() -> E,
+}
+
+/// The fixture of the book-keeping engine.
+const BOOK_KEEPING: NdarrayFixture<BookKeepingEngine> = NdarrayFixture {
+    engine: BookKeepingEngine::new,
+};
 
 fn views_for(seed: u64) -> usize {
     1 + (seed % 3) as usize
@@ -24,14 +32,14 @@ fn random_rows(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Array2<f32> {
     Array2::from_shape_simple_fn((rows, cols), || rng.random_range(-2.0..2.0))
 }
 
-impl ConformanceFixture for NdarrayFixture {
+impl<E: PerSampleGradEngine<Model = Mlp, Batch = Batch>> ConformanceFixture for NdarrayFixture<E> {
     type Model = Mlp;
     type Batch = Batch;
-    type Engine = BookKeepingEngine;
+    type Engine = E;
     type Reference = PerExampleReference;
 
-    fn engine(&self) -> BookKeepingEngine {
-        BookKeepingEngine::new()
+    fn engine(&self) -> E {
+        (self.engine)()
     }
 
     fn reference(&self) -> PerExampleReference {
@@ -81,7 +89,7 @@ impl ConformanceFixture for NdarrayFixture {
 
 #[test]
 fn book_keeping_engine_passes_the_conformance_suite() {
-    run_conformance_suite(&NdarrayFixture, 0..40, F32_TOLERANCE).unwrap();
+    run_conformance_suite(&BOOK_KEEPING, 0..40, F32_TOLERANCE).unwrap();
 }
 
 /// The book-keeping engine with a `visit_gradients` that hands out copies, so every write is
@@ -135,39 +143,13 @@ impl PerSampleGradEngine for LosingWrites {
     }
 }
 
-struct LosingWritesFixture;
-
-impl ConformanceFixture for LosingWritesFixture {
-    type Model = Mlp;
-    type Batch = Batch;
-    type Engine = LosingWrites;
-    type Reference = PerExampleReference;
-
-    fn engine(&self) -> LosingWrites {
-        LosingWrites(BookKeepingEngine::new())
-    }
-
-    fn reference(&self) -> PerExampleReference {
-        NdarrayFixture.reference()
-    }
-
-    fn random_model(&self, seed: u64) -> Mlp {
-        NdarrayFixture.random_model(seed)
-    }
-
-    fn random_batch(&self, model: &Mlp, num_examples: usize, seed: u64) -> Batch {
-        NdarrayFixture.random_batch(model, num_examples, seed)
-    }
-
-    fn replace_example(&self, model: &Mlp, batch: &Batch, index: usize, seed: u64) -> Batch {
-        NdarrayFixture.replace_example(model, batch, index, seed)
-    }
-}
-
 #[test]
 fn gradient_access_check_catches_lost_writes() {
-    check_gradient_access(&NdarrayFixture, 3).unwrap();
-    let failure = check_gradient_access(&LosingWritesFixture, 3).unwrap_err();
+    check_gradient_access(&BOOK_KEEPING, 3).unwrap();
+    let losing_writes = NdarrayFixture {
+        engine: || LosingWrites(BookKeepingEngine::new()),
+    };
+    let failure = check_gradient_access(&losing_writes, 3).unwrap_err();
     assert_eq!(
         failure.check,
         "visit_gradients reaches the gradient buffers"
@@ -178,7 +160,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
     fn conformance_holds_on_random_seeds(seed in any::<u64>()) {
-        run_conformance_suite(&NdarrayFixture, [seed], F32_TOLERANCE)
+        run_conformance_suite(&BOOK_KEEPING, [seed], F32_TOLERANCE)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
 }
@@ -192,7 +174,7 @@ const FINITE_DIFFERENCE_TOLERANCE: Tolerance = Tolerance {
 
 #[test]
 fn batch_gradient_matches_finite_differences() {
-    let fixture = NdarrayFixture;
+    let fixture = BOOK_KEEPING;
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut model = Mlp::new(&[3, 4, 3], Activation::Tanh, &mut rng).unwrap();
     let batch = fixture.random_batch(&model, 4, 2);

@@ -1,6 +1,6 @@
 //! The conformance checks, written against the engine trait alone.
 
-use crate::{ConformanceFailure, ConformanceFixture, SplitMix64, Tolerance};
+use crate::{ConformanceFailure, ConformanceFixture, EXACT, SplitMix64, Tolerance};
 use dp_engine::{EngineError, ExampleBatch, PerSampleGradEngine, ScaleVector};
 
 /// Per example, per parameter group, the flattened gradient.
@@ -191,11 +191,7 @@ pub fn check_zero_scale_drops_example<F: ConformanceFixture>(
     };
     let with_original = run(&batch).map_err(engine_failure(CHECK))?;
     let with_other = run(&other).map_err(engine_failure(CHECK))?;
-    Tolerance {
-        absolute: 0.0,
-        relative: 0.0,
-    }
-    .compare(CHECK, flatten(&with_other), flatten(&with_original))
+    EXACT.compare(CHECK, flatten(&with_other), flatten(&with_original))
 }
 
 /// Losses, norms and a randomly scaled sum agree with the fixture's reference engine.
@@ -275,12 +271,8 @@ pub fn check_empty_batch<F: ConformanceFixture>(
         .map_err(engine_failure(CHECK))?;
     let batch_gradient =
         gradient_buffers(&mut engine, &mut model).map_err(engine_failure(CHECK))?;
-    let exact = Tolerance {
-        absolute: 0.0,
-        relative: 0.0,
-    };
-    exact.compare(CHECK, flatten(&summed), flatten(&summed).map(|_| 0.0))?;
-    exact.compare(
+    EXACT.compare(CHECK, flatten(&summed), flatten(&summed).map(|_| 0.0))?;
+    EXACT.compare(
         CHECK,
         flatten(&batch_gradient),
         flatten(&batch_gradient).map(|_| 0.0),
@@ -346,11 +338,7 @@ pub fn check_gradient_access<F: ConformanceFixture>(
         scaled_sum(&mut engine, &mut model, vec![1.0; 3]).map_err(engine_failure(CHECK))?;
     let (values, through_parameters) =
         parameter_buffers(&mut engine, &mut model).map_err(engine_failure(CHECK))?;
-    let exact = Tolerance {
-        absolute: 0.0,
-        relative: 0.0,
-    };
-    exact.compare(CHECK, flatten(&summed), flatten(&through_parameters))?;
+    EXACT.compare(CHECK, flatten(&summed), flatten(&through_parameters))?;
     // Each gradient becomes its group index plus its position, which no mix-up preserves.
     let mut visited = Vec::new();
     engine
@@ -378,8 +366,8 @@ pub fn check_gradient_access<F: ConformanceFixture>(
                 .collect()
         })
         .collect::<GroupBuffers>();
-    exact.compare(CHECK, flatten(&written), flatten(&expected))?;
-    exact.compare(CHECK, flatten(&values_after), flatten(&values))
+    EXACT.compare(CHECK, flatten(&written), flatten(&expected))?;
+    EXACT.compare(CHECK, flatten(&values_after), flatten(&values))
 }
 
 /// Values and gradient buffers per parameter group, read through `visit_parameters`.

@@ -36,4 +36,4 @@ pub use checks::{
     check_zero_scale_drops_example, per_sample_gradients, run_conformance_suite,
 };
 pub use fixture::{ConformanceFixture, SplitMix64};
-pub use tolerance::{ConformanceFailure, F32_TOLERANCE, Tolerance};
+pub use tolerance::{ConformanceFailure, EXACT, F32_TOLERANCE, Tolerance};

@@ -20,6 +20,12 @@ pub const F32_TOLERANCE: Tolerance = Tolerance {
     relative: 1e-4,
 };
 
+/// No slack at all: bit-for-bit agreement (exact removal, zeros, copies of buffers).
+pub const EXACT: Tolerance = Tolerance {
+    absolute: 0.0,
+    relative: 0.0,
+};
+
 impl Tolerance {
     /// Whether `x` and `y` agree.
     pub fn agrees(&self, x: f64, y: f64) -> bool {
