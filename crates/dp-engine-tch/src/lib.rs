@@ -14,6 +14,8 @@
 //!   per example, the reference), [`Materialized`], [`Ghost`] (Li et al. 2021) and
 //!   [`BookKeeping`] (Bu et al. 2023). Every engine reports norms per parameter group (one
 //!   group per weight or bias tensor), so per-layer clipping works with all of them.
+//!   [`Microbatch`] and [`Materialized`] also hand out the per-sample gradients themselves
+//!   ([`Materialized::per_sample_gradients`], `[batch, *parameter shape]` per parameter).
 //!
 //! - **Mixed precision** ([`Precision`]): [`BookKeeping`] and [`Ghost`] can store what they keep
 //!   on top of autograd (layer inputs and output gradients) in bfloat16

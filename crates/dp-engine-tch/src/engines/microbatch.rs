@@ -44,6 +44,21 @@ impl Microbatch {
         Self::default()
     }
 
+    /// The per-sample gradients of the last [`norms`](PerSampleGradEngine::norms) call, one
+    /// tensor per parameter group in [`DpModel::parameters`] order, shaped
+    /// `[batch, *parameter shape]` (what Opacus calls `grad_sample`): example i's gradient of
+    /// its own loss, before any clipping: the
+    /// reference for [`Materialized::per_sample_gradients`](crate::Materialized::per_sample_gradients).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::MissingTape`] before the first `norms` call or after a failed one, and a
+    /// backend error if `model` is not the model of that call (its parameters do not fit).
+    pub fn per_sample_gradients(&self, model: &DpModel) -> Result<Vec<Tensor>, EngineError> {
+        let tape = self.tape.as_ref().ok_or(EngineError::MissingTape)?;
+        Ok(tape.gradients(model)?)
+    }
+
     fn per_sample(model: &DpModel, batch: &TensorBatch) -> Result<(Vec<f64>, Vec<Tensor>)> {
         let parameters: Vec<&Tensor> = model.parameters().iter().map(|p| &p.tensor).collect();
         let size = i64::try_from(batch.num_examples()).unwrap_or(i64::MAX);

@@ -500,6 +500,30 @@ struct PerSampleTape {
 }
 
 impl PerSampleTape {
+    /// The per-sample gradients of the tape, one tensor per parameter group of `model` shaped
+    /// `[batch, *parameter shape]` (views of the tape, no copy).
+    fn gradients(&self, model: &DpModel) -> Result<Vec<Tensor>> {
+        let batch = i64::try_from(self.batch).unwrap_or(i64::MAX);
+        model
+            .parameters()
+            .iter()
+            .enumerate()
+            .map(|(group, parameter)| {
+                let shape: Vec<i64> = std::iter::once(batch)
+                    .chain(parameter.tensor.size())
+                    .collect();
+                Ok(match self.per_sample.get(group) {
+                    Some(per_sample) => per_sample.f_view(shape.as_slice())?,
+                    // The empty batch's tape holds no tensors.
+                    None => Tensor::f_zeros(
+                        shape.as_slice(),
+                        (parameter.tensor.f_kind()?, model.device()),
+                    )?,
+                })
+            })
+            .collect()
+    }
+
     fn accumulate(&self, model: &mut DpModel, scales: &ScaleVector) -> Result<(), EngineError> {
         let scales = device_scales(scales, self.batch, model.parameters().len(), model.device())?;
         if self.batch == 0 {
