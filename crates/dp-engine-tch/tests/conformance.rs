@@ -121,6 +121,7 @@ fn exposed_per_sample_gradients_are_the_gradients_the_engines_sum() {
                 assert_eq!(tensor.size(), shape, "{kind:?} {}", parameter.name);
             }
             let exposed = by_example(&exposed);
+            assert_eq!(exposed.len(), summed.len(), "{kind:?}");
             for (got, want) in exposed.iter().zip(&summed) {
                 F32_TOLERANCE
                     .compare(
@@ -130,7 +131,6 @@ fn exposed_per_sample_gradients_are_the_gradients_the_engines_sum() {
                     )
                     .unwrap_or_else(|failure| panic!("{kind:?}: {failure}"));
             }
-            assert_eq!(exposed.len(), summed.len());
         }
         let empty = fixture.random_batch(&model, 0, 7);
         materialized.norms(&model, &empty).unwrap();

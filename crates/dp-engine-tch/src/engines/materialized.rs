@@ -31,7 +31,8 @@ impl Materialized {
     /// # Errors
     ///
     /// [`EngineError::MissingTape`] before the first `norms` call or after a failed one, and a
-    /// backend error if `model` is not the model of that call (its parameters do not fit).
+    /// backend error when `model`'s parameters do not have the sizes of that call's model
+    /// (`model` only gives the shapes; the values come from the tape).
     ///
     /// # Examples
     ///

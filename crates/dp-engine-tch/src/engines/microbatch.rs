@@ -44,16 +44,12 @@ impl Microbatch {
         Self::default()
     }
 
-    /// The per-sample gradients of the last [`norms`](PerSampleGradEngine::norms) call, one
-    /// tensor per parameter group in [`DpModel::parameters`] order, shaped
-    /// `[batch, *parameter shape]` (what Opacus calls `grad_sample`): example i's gradient of
-    /// its own loss, before any clipping: the
-    /// reference for [`Materialized::per_sample_gradients`](crate::Materialized::per_sample_gradients).
+    /// As [`Materialized::per_sample_gradients`](crate::Materialized::per_sample_gradients),
+    /// from one backward pass per example: the reference for the other engines' formulas.
     ///
     /// # Errors
     ///
-    /// [`EngineError::MissingTape`] before the first `norms` call or after a failed one, and a
-    /// backend error if `model` is not the model of that call (its parameters do not fit).
+    /// As [`Materialized::per_sample_gradients`](crate::Materialized::per_sample_gradients).
     pub fn per_sample_gradients(&self, model: &DpModel) -> Result<Vec<Tensor>, EngineError> {
         let tape = self.tape.as_ref().ok_or(EngineError::MissingTape)?;
         Ok(tape.gradients(model)?)
