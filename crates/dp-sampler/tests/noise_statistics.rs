@@ -34,6 +34,33 @@ fn noise_of<T: NoiseElement + Default>(std: f64, mode: NoiseMode, seed: u64) -> 
     buffer.into_iter().map(NoiseElement::to_f64).collect()
 }
 
+/// Chi-square of `draws` in `bins` equal bins over ±`half_range` against N(0, std²) (draws
+/// outside pool with the remaining probability): (statistic, critical value).
+fn binned_against_normal(
+    draws: impl ExactSizeIterator<Item = f64>,
+    std: f64,
+    bins: usize,
+    half_range: f64,
+) -> (f64, f64) {
+    let total = draws.len() as u64;
+    let normal = Normal::new(0.0, std).expect("valid");
+    let bin_width = 2.0 * half_range / bins as f64;
+    let mut counts = vec![0u64; bins];
+    for draw in draws {
+        let position = (draw + half_range) / bin_width;
+        if (0.0..bins as f64).contains(&position) {
+            counts[position as usize] += 1;
+        }
+    }
+    let pmf: Vec<f64> = (0..bins)
+        .map(|bin| {
+            let start = bin as f64 * bin_width - half_range;
+            normal.cdf(start + bin_width) - normal.cdf(start)
+        })
+        .collect();
+    chi_square(&counts, &pmf, total)
+}
+
 #[test]
 fn secure_noise_is_gaussian_f64() {
     assert_gaussian(&mut noise_of::<f64>(2.5, NoiseMode::Secure, 1), 2.5);
@@ -52,6 +79,18 @@ fn fast_noise_is_gaussian_f64() {
 #[test]
 fn fast_noise_is_gaussian_f32() {
     assert_gaussian(&mut noise_of::<f32>(1.0, NoiseMode::Fast, 4), 1.0);
+}
+
+/// Fast `f32` noise (Box-Muller on 31 + 32 bits, bounded by 6.56σ) bins like the normal out
+/// into the tails: 4 million draws in bins of σ/4 over ±6σ, chi-square (cells with fewer than
+/// 5 expected draws merged, so the outermost bins pool the tails beyond about 4.5σ).
+#[test]
+fn fast_f32_noise_matches_the_normal_into_the_tails() {
+    let mut buffer = vec![0.0f32; 4_000_000];
+    add_gaussian_noise(&mut buffer, 3.0, NoiseMode::Fast, &mut SeededRng::new(6)).expect("ok");
+    let draws = buffer.into_iter().map(f64::from);
+    let (statistic, critical) = binned_against_normal(draws, 3.0, 48, 18.0);
+    assert!(statistic < critical, "chi-square {statistic} >= {critical}");
 }
 
 /// The discrete Gaussian's pmf matches exp(-x²/2σ²)/Σ_y exp(-y²/2σ²) (chi-square), for a
@@ -124,24 +163,9 @@ fn discrete_gaussian_matches_the_normal_at_grid_scale() {
         (1.71 * 2f64.powi(45), 33),
     ] {
         let noise = DiscreteGaussian::new(sigma).expect("valid");
-        let normal = Normal::new(0.0, sigma).expect("valid");
         let mut rng = SeededRng::new(seed);
-        let (bins, half_range) = (80usize, 5.0 * sigma);
-        let bin_width = 2.0 * half_range / bins as f64;
-        let mut counts = vec![0u64; bins];
-        for _ in 0..SAMPLES {
-            let position = (noise.sample(&mut rng) as f64 + half_range) / bin_width;
-            if (0.0..bins as f64).contains(&position) {
-                counts[position as usize] += 1;
-            }
-        }
-        let pmf: Vec<f64> = (0..bins)
-            .map(|bin| {
-                let start = bin as f64 * bin_width - half_range;
-                normal.cdf(start + bin_width) - normal.cdf(start)
-            })
-            .collect();
-        let (statistic, critical) = chi_square(&counts, &pmf, SAMPLES as u64);
+        let draws = (0..SAMPLES).map(|_| noise.sample(&mut rng) as f64);
+        let (statistic, critical) = binned_against_normal(draws, sigma, 80, 5.0 * sigma);
         assert!(
             statistic < critical,
             "σ = {sigma}: chi-square {statistic} >= {critical}"
