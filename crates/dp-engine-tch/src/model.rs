@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Device, Kind, Reduction, Tensor, nn};
 
 use crate::layers::{DpLayer, DpModule, ForwardContext, NamedParameter};
 use crate::{Result, TchEngineError};
@@ -32,10 +32,18 @@ impl Loss {
             Self::CrossEntropy => {
                 let num_classes = outputs.size().last().copied().unwrap_or(0);
                 check_labels(targets, num_classes)?;
+                // libtorch's fused log-softmax and negative log-likelihood, one position per
+                // row; every label is in range, so no index is ignored.
                 outputs
-                    .f_log_softmax(-1, Kind::Float)?
-                    .f_gather(-1, &targets.f_unsqueeze(-1)?, false)?
-                    .f_neg()?
+                    .f_to_kind(Kind::Float)?
+                    .f_reshape([-1, num_classes])?
+                    .f_cross_entropy_loss::<Tensor>(
+                        &targets.f_reshape([-1])?,
+                        None,
+                        Reduction::None,
+                        i64::MIN,
+                        0.0,
+                    )?
             }
             Self::MeanSquaredError => outputs.f_sub(targets)?.f_square()?,
         };
@@ -45,34 +53,27 @@ impl Loss {
     }
 }
 
+/// [`TchEngineError::InvalidLabel`] for the first example with a label outside
+/// `0..num_classes`, from one host copy of the labels (a handful of libtorch operations on
+/// the labels cost more than the loss itself on a small model).
 fn check_labels(targets: &Tensor, num_classes: i64) -> Result<()> {
-    if targets.numel() == 0 {
+    let positions = targets.numel();
+    if positions == 0 {
         return Ok(());
     }
-    let batch = targets.size()[0];
-    let rows = targets.f_reshape([batch, -1])?;
-    let bad = rows
-        .f_lt(0)?
-        .f_logical_or(&rows.f_ge(num_classes)?)?
-        .f_any_dim(1, false)?;
-    if bad.f_any()?.f_int64_value(&[])? != 0 {
-        let example = bad
-            .f_to_kind(Kind::Int64)?
-            .f_argmax(0, false)?
-            .f_int64_value(&[])?;
-        let row = rows.f_get(example)?;
-        let labels = Vec::<i64>::try_from(row.f_to_device(Device::Cpu)?)?;
-        let label = labels
-            .into_iter()
-            .find(|label| *label < 0 || *label >= num_classes)
-            .unwrap_or(-1);
-        return Err(TchEngineError::InvalidLabel {
-            example: usize::try_from(example).unwrap_or(usize::MAX),
-            label,
-            num_classes,
-        });
-    }
-    Ok(())
+    let labels = Vec::<i64>::try_from(targets.f_to_device(Device::Cpu)?.f_reshape([-1])?)?;
+    let Some(position) = labels
+        .iter()
+        .position(|label| !(0..num_classes).contains(label))
+    else {
+        return Ok(());
+    };
+    let per_example = positions / usize::try_from(targets.size()[0]).unwrap_or(1).max(1);
+    Err(TchEngineError::InvalidLabel {
+        example: position / per_example.max(1),
+        label: labels[position],
+        num_classes,
+    })
 }
 
 /// A model the engines can train: a [`DpModule`], its [`Loss`], and one gradient buffer per
@@ -323,4 +324,39 @@ pub fn validate(store: &nn::VarStore, module: &dyn DpModule) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused loss is the mean over positions of -log softmax at the label, on classified
+    /// examples and on sequences.
+    #[test]
+    fn cross_entropy_is_the_mean_negative_log_likelihood_per_example() -> Result<()> {
+        for shape in [vec![4_i64, 5], vec![4, 3, 5]] {
+            let outputs = Tensor::f_randn(shape.as_slice(), (Kind::Float, Device::Cpu))?;
+            let label_shape = &shape[..shape.len() - 1];
+            let targets = Tensor::f_randint(5, label_shape, (Kind::Int64, Device::Cpu))?;
+            let losses = Vec::<f32>::try_from(Loss::CrossEntropy.per_example(&outputs, &targets)?)?;
+            let log_probabilities =
+                Vec::<f32>::try_from(outputs.f_log_softmax(-1, Kind::Float)?.f_reshape([-1])?)?;
+            let labels = Vec::<i64>::try_from(targets.f_reshape([-1])?)?;
+            let positions = labels.len() / 4;
+            for (example, loss) in losses.iter().enumerate() {
+                let expected = (0..positions)
+                    .map(|position| {
+                        let row = example * positions + position;
+                        -log_probabilities[row * 5 + labels[row] as usize]
+                    })
+                    .sum::<f32>()
+                    / positions as f32;
+                assert!(
+                    (loss - expected).abs() < 1e-6,
+                    "{shape:?}: {loss} vs {expected}"
+                );
+            }
+        }
+        Ok(())
+    }
 }

@@ -163,6 +163,31 @@ fn an_out_of_range_label_is_an_invalid_label_error() -> anyhow::Result<()> {
             num_classes: 2
         })
     );
+    // Sequences: -100 (the index libtorch's loss ignores by default) is refused too, and the
+    // example holding a bad label is named.
+    let sequences = TensorBatch::new(
+        Tensor::randn([3, 2, 3], (Kind::Float, Device::Cpu)),
+        Tensor::from_slice(&[0_i64, 1, 1, 0, 1, -100]).reshape([3, 2]),
+    )?;
+    let result = BookKeeping::new().norms(&model, &sequences);
+    assert_eq!(
+        result.map(|_| ()),
+        Err(EngineError::InvalidParameter {
+            name: "label",
+            value: "-100".to_string(),
+            reason: "class labels must not be negative",
+        })
+    );
+    let labels = Tensor::from_slice(&[0_i64, 1, 1, 2, 1, 0]).reshape([3, 2]);
+    let sequences = TensorBatch::new(Tensor::randn([3, 2, 3], (Kind::Float, Device::Cpu)), labels)?;
+    assert_eq!(
+        BookKeeping::new().norms(&model, &sequences).map(|_| ()),
+        Err(EngineError::InvalidLabel {
+            example: 1,
+            label: 2,
+            num_classes: 2
+        })
+    );
     Ok(())
 }
 
