@@ -11,8 +11,8 @@
 //! Moshier, *Methods and Programs for Mathematical Functions*, 1989), evaluated with separate
 //! multiplies and adds. The `wide` crate has such vector functions too, but its vectors take
 //! their width from the compile-time target (SSE2 in a default build); here `multiversion`
-//! compiles the block for AVX2 as well and picks it at run time, which halves the time on
-//! machines that have it. No operation is fused (Rust never contracts `a·b + c`), so both
+//! compiles the block for AVX2 as well and picks it at run time, which halved the transform's
+//! time on this project's machine (0.57 ms to 0.29 ms for 200,704 values). No operation is fused (Rust never contracts `a·b + c`), so both
 //! versions perform the same correctly rounded operations and give the same draws.
 
 use multiversion::multiversion;
