@@ -17,8 +17,9 @@
 //! tensors (`normal_` into the buffers, then the clipped sum is added: the fast mode, as other
 //! libraries add it). `book_keeping_host_secure_noise` and `book_keeping_host_fast_noise` add
 //! it the way `dp-trainer` does: through `visit_gradients` (a host copy of every gradient) with
-//! dp-sampler's secure (discrete Gaussian) or fast noise, so their ratios show what the noise
-//! source costs on top of the engine. `book_keeping_without_noise` adds none (not a private
+//! dp-sampler's secure (discrete Gaussian) or fast noise, on a rayon pool of libtorch's thread
+//! count (so no row uses more cores than the non-private step), so their ratios show what the
+//! noise source costs on top of the engine. `book_keeping_without_noise` adds none (not a private
 //! step): the engine's own cost, clipping included.
 //!
 //! After the criterion groups, every (model, engine) configuration runs again in fresh
@@ -611,6 +612,11 @@ fn write_engines_json(measurements: &[Measurement]) -> BenchResult<PathBuf> {
     let mut json = String::from("{\n");
     writeln!(json, "  \"device\": \"{device:?}\",")?;
     writeln!(json, "  \"libtorch_threads\": {},", tch::get_num_threads())?;
+    writeln!(
+        json,
+        "  \"rayon_threads\": {},",
+        rayon::current_num_threads()
+    )?;
     writeln!(json, "  \"cores\": {cores},")?;
     writeln!(json, "  \"load_average_1min_at_end\": \"{load}\",")?;
     writeln!(
@@ -622,7 +628,7 @@ fn write_engines_json(measurements: &[Measurement]) -> BenchResult<PathBuf> {
          the non-private step after it; \
          memory from a second process (warm-up and 1 step, MALLOC_MMAP_THRESHOLD_=65536); noise: libtorch's \
          generator on the gradient tensors, except the book_keeping_host_* rows (dp-sampler \
-         through visit_gradients, as dp-trainer); step_peak_bytes = VmHWM after the steps \
+         through visit_gradients, as dp-trainer, on rayon_threads threads); step_peak_bytes = VmHWM after the steps \
          minus VmHWM after set-up (host memory; GPU memory is not included); ratios are DP / \
          non-private of the same model; criterion's statistics for the same ids are in \
          benches.json\",",
@@ -677,6 +683,12 @@ fn main() -> BenchResult {
     if std::env::var_os("OMP_NUM_THREADS").is_none() {
         tch::set_num_threads(1);
     }
+    // dp-sampler's noise runs on rayon's pool: give it libtorch's thread count, so that a host
+    // noise row uses no more cores than the non-private step it is compared with.
+    let libtorch_threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(libtorch_threads)
+        .build_global()?;
     if let Ok(config) = std::env::var(CONFIG_VARIABLE) {
         println!("{}", measure(&config)?.to_line());
         return Ok(());
