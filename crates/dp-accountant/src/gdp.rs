@@ -19,7 +19,9 @@ const EPSILON_BISECTION_STEPS: u32 = 200;
 ///
 /// A Gaussian event with noise multiplier σ is exactly (1/σ)-GDP. A Poisson-subsampled
 /// Gaussian step contributes μ² = q²(e^{1/σ²} - 1) by the CLT (Bu et al. 2020),
-/// which is an approximation, exact only as steps → ∞ with q√T fixed.
+/// which is an approximation, exact only as steps → ∞ with q√T fixed; where that exceeds the
+/// unsampled step's 1/σ², the step counts 1/σ² (an upper bound: sampling cannot make a step
+/// less private).
 ///
 /// # Privacy
 ///
@@ -82,10 +84,15 @@ impl GdpAccountant {
             } => {
                 let sigma = self.gaussian_inner(event, inner)?;
                 let q = *sampling_probability;
-                if q >= 1.0 {
-                    (sigma.powi(-2), false)
+                // Sampling never makes a step less private than the unsampled Gaussian's
+                // exact 1/σ²; the CLT's q²(e^{1/σ²} - 1) exceeds it for large q and small σ
+                // (σ = 0.5 from q ≈ 0.27), where it would make ε fall as q rises to 1.
+                let exact = sigma.powi(-2);
+                let clt = q * q * exact.exp_m1();
+                if q >= 1.0 || clt >= exact {
+                    (exact, false)
                 } else {
-                    (q * q * sigma.powi(-2).exp_m1(), true)
+                    (clt, true)
                 }
             }
             DpEvent::SelfComposed { event, count } => {
@@ -270,6 +277,29 @@ mod tests {
             "{}",
             report.epsilon
         );
+    }
+
+    /// The CLT's μ² for σ = 0.5 passes 1/σ² = 4 at q ≈ 0.27; from there a sampled step counts
+    /// the unsampled one's exact μ, so ε does not fall as q rises to 1 (the case a property
+    /// test found: q = 0.4825 had given a larger ε than q = 1).
+    #[test]
+    fn a_sampled_step_counts_no_more_than_the_unsampled_gaussian() {
+        let mu = |q: f64| {
+            let mut accountant = GdpAccountant::new(NeighbouringRelation::AddOrRemoveOne);
+            accountant
+                .compose(&DpEvent::gaussian(0.5).poisson_sampled(q))
+                .expect("supported");
+            accountant.mu()
+        };
+        assert_eq!(mu(1.0), (2.0, false));
+        assert_eq!(mu(0.482_517_368_920_704_46), (2.0, false));
+        let (below, approximate) = mu(0.2);
+        assert!(approximate);
+        assert!(
+            (below - 0.2 * 4f64.exp_m1().sqrt()).abs() < 1e-12,
+            "{below}"
+        );
+        assert!(below < 2.0);
     }
 
     #[test]

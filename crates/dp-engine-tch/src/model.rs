@@ -68,7 +68,8 @@ fn check_labels(targets: &Tensor, num_classes: i64) -> Result<()> {
     else {
         return Ok(());
     };
-    let per_example = positions / usize::try_from(targets.size()[0]).unwrap_or(1).max(1);
+    let batch = targets.size().first().copied().unwrap_or(1);
+    let per_example = positions / usize::try_from(batch).unwrap_or(1).max(1);
     Err(TchEngineError::InvalidLabel {
         example: position / per_example.max(1),
         label: labels[position],

@@ -12,8 +12,9 @@
 //! multiplies and adds. The `wide` crate has such vector functions too, but its vectors take
 //! their width from the compile-time target (SSE2 in a default build); here `multiversion`
 //! compiles the block for AVX2 as well and picks it at run time, which halved the transform's
-//! time on this project's machine (0.57 ms to 0.29 ms for 200,704 values). No operation is fused (Rust never contracts `a·b + c`), so both
-//! versions perform the same correctly rounded operations and give the same draws.
+//! time on this project's machine (0.57 ms to 0.29 ms for 200,704 values). No operation is
+//! fused (Rust never contracts `a·b + c`), so both versions perform the same correctly rounded
+//! operations and give the same draws.
 
 use multiversion::multiversion;
 use rand::Rng;
@@ -64,7 +65,7 @@ fn standard_normals(words: &[u32; BLOCK], normals: &mut [f32; BLOCK]) {
     let (radius_words, angle_words) = words.split_at(PAIRS);
     let (cosines, sines) = normals.split_at_mut(PAIRS);
     for pair in 0..PAIRS {
-        // ⌊a/2⌋ < 2^31 converts exactly to within rounding to 24 bits; u = 1 gives r = 0.
+        // ⌊a/2⌋ < 2^31 converts to f32 rounded to 24 bits; u = 1 gives r = 0.
         let uniform = ((radius_words[pair] >> 1) as i32 as f32 + 1.0) * RADIUS_UNIT;
         let radius = (-2.0 * ln(uniform)).sqrt();
         let angle_word = angle_words[pair];
