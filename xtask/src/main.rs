@@ -4,7 +4,9 @@
 //! so it builds in seconds and keeps working when a library crate does not compile.
 //!
 //! - `libtorch`: provisions the CPU libtorch that `tch` links against (DESIGN.md section 5).
-//! - `test`: provisions libtorch, then runs every test of the workspace (dp-engine-tch included).
+//! - `test`: provisions libtorch, then runs every test of the workspace (dp-engine-tch included),
+//!   with proptest's generator seeded by [`PROPTEST_SEED`] unless `PROPTEST_RNG_SEED` is set, so
+//!   that a run is reproducible (plain `cargo test` keeps exploring with random seeds).
 //! - `ci`: formatting, lints, tests, benches compiled, experiments smoke run: what `.ci/run` calls.
 //! - `experiments`: runs the dp-experiments binary (release build).
 //! - `bench`: runs the criterion benches.
@@ -98,11 +100,15 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The seed of proptest's generator in `cargo xtask test` (and so in CI).
+const PROPTEST_SEED: &str = "20261129";
+
 fn test(root: &Path, cargo_args: &[String]) -> Result<()> {
     let libtorch = libtorch::provision(root)?;
     let mut args = vec!["test", "--workspace", "--features", FULL_FEATURES];
     args.extend(cargo_args.iter().map(String::as_str));
-    cargo(&args, Some(&libtorch))
+    let seed = std::env::var("PROPTEST_RNG_SEED").unwrap_or_else(|_| PROPTEST_SEED.to_owned());
+    cargo_with(&args, Some(&libtorch), &[("PROPTEST_RNG_SEED", &seed)])
 }
 
 fn ci(root: &Path) -> Result<()> {
@@ -234,10 +240,16 @@ fn paint(code: &str, text: &str) -> String {
 /// Runs cargo with `args`, one OpenMP thread (libtorch thrashes on busy small machines) and,
 /// when given, the provisioned libtorch.
 fn cargo(args: &[&str], libtorch: Option<&Path>) -> Result<()> {
+    cargo_with(args, libtorch, &[])
+}
+
+/// [`cargo`] with more environment variables.
+fn cargo_with(args: &[&str], libtorch: Option<&Path>, variables: &[(&str, &str)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     step(&format!("cargo {}", args.join(" ")));
     let mut command = Command::new(cargo);
     command.args(args).env("OMP_NUM_THREADS", "1");
+    command.envs(variables.iter().copied());
     if let Some(dir) = libtorch {
         command.env("LIBTORCH", dir);
     }
