@@ -107,8 +107,12 @@ fn test(root: &Path, cargo_args: &[String]) -> Result<()> {
     let libtorch = libtorch::provision(root)?;
     let mut args = vec!["test", "--workspace", "--features", FULL_FEATURES];
     args.extend(cargo_args.iter().map(String::as_str));
-    let seed = std::env::var("PROPTEST_RNG_SEED").unwrap_or_else(|_| PROPTEST_SEED.to_owned());
-    cargo_with(&args, Some(&libtorch), &[("PROPTEST_RNG_SEED", &seed)])
+    // A seed the caller set is inherited; otherwise the fixed one.
+    let seed: &[(&str, &str)] = match std::env::var_os("PROPTEST_RNG_SEED") {
+        Some(_) => &[],
+        None => &[("PROPTEST_RNG_SEED", PROPTEST_SEED)],
+    };
+    cargo_with(&args, Some(&libtorch), seed)
 }
 
 fn ci(root: &Path) -> Result<()> {

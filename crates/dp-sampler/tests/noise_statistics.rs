@@ -81,9 +81,9 @@ fn fast_noise_is_gaussian_f32() {
     assert_gaussian(&mut noise_of::<f32>(1.0, NoiseMode::Fast, 4), 1.0);
 }
 
-/// Fast `f32` noise (Box-Muller on 31 + 32 bits, bounded by 6.56σ) bins like the normal out
+/// Fast `f32` noise (Box-Muller on 31 + 24 bits, bounded by 6.56σ) bins like the normal out
 /// into the tails: 4 million draws in bins of σ/4 over ±6σ, chi-square (cells with fewer than
-/// 5 expected draws merged, so the outermost bins pool the tails beyond about 4.5σ).
+/// 5 expected draws merged, so the outermost bins pool the tails beyond 4.75σ).
 #[test]
 fn fast_f32_noise_matches_the_normal_into_the_tails() {
     let mut buffer = vec![0.0f32; 4_000_000];

@@ -45,7 +45,7 @@ pub enum NoiseMode {
     /// input rounded to the same grid: resistant to floating-point attacks (Mironov 2012).
     Secure,
     /// Float standard normals scaled by the std and added in `f64`, from ChaCha20: for `f32`
-    /// buffers single-precision Box-Muller on 31 + 32 bits per pair (draws bounded by 6.56,
+    /// buffers single-precision Box-Muller on 31 + 24 bits per pair (draws bounded by 6.56,
     /// vectorized), for `f64` buffers rand_distr's `f64` ziggurat. Fast, but float noise's
     /// rounding pattern can leak (Mironov 2012); for experiments and benchmarks.
     Fast,
