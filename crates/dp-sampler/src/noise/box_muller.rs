@@ -1,5 +1,5 @@
 //! Fast-mode noise for `f32` buffers: standard normals by the Box-Muller transform on blocks of
-//! ChaCha20 output, written as plain loops that the compiler vectorizes.
+//! ChaCha8 output, written as plain loops that the compiler vectorizes.
 //!
 //! A pair of 32-bit words `(a, b)` gives a pair of normals `r·cos θ, r·sin θ` with
 //! `r = sqrt(-2 ln u)`, `u = (⌊a/2⌋ + 1)·2^-31` in (0, 1], and `θ` uniform on the circle from `b`:
@@ -18,7 +18,7 @@
 
 use multiversion::multiversion;
 use rand::Rng;
-use rand_chacha::ChaCha20Rng;
+use rand_chacha::ChaCha8Rng;
 
 /// Values per block: each block consumes `BLOCK` words of the stream, used or not.
 const BLOCK: usize = 512;
@@ -32,7 +32,7 @@ const ANGLE_UNIT: f32 = 2.384_185_8e-7;
 /// Adds `std·Z` to every value of `chunk`, `Z` standard normal, with the sum rounded once from
 /// `f64`; returns how many values were not finite (left as they are, as NaN and infinities
 /// absorb the noise).
-pub(super) fn add_normals(chunk: &mut [f32], std: f64, stream: &mut ChaCha20Rng) -> usize {
+pub(super) fn add_normals(chunk: &mut [f32], std: f64, stream: &mut ChaCha8Rng) -> usize {
     let mut words = [0u32; BLOCK];
     chunk
         .chunks_mut(BLOCK)
@@ -168,7 +168,7 @@ mod tests {
     fn pairs_lie_on_their_circle_in_the_quadrant_of_their_word() {
         use std::f64::consts::{FRAC_PI_2, FRAC_PI_4, TAU};
         let mut words = [0u32; BLOCK];
-        ChaCha20Rng::seed_from_u64(5).fill(&mut words[..]);
+        ChaCha8Rng::seed_from_u64(5).fill(&mut words[..]);
         let mut normals = [0f32; BLOCK];
         standard_normals(&words, &mut normals);
         let mut checked_quadrants = 0;
