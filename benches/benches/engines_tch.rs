@@ -13,14 +13,15 @@
 //! autograd (captured inputs and output gradients; output gradients only for ghost) in bfloat16
 //! (`Precision::Bf16`), the other rows in f32.
 //!
-//! Noise: the DP steps named after an engine draw it with libtorch's generator on the gradient
-//! tensors (`normal_` into the buffers, then the clipped sum is added: the fast mode, as other
-//! libraries add it). `book_keeping_host_secure_noise` and `book_keeping_host_fast_noise` add
-//! it the way `dp-trainer` does: through `visit_gradients` (a host copy of every gradient) with
-//! dp-sampler's secure (discrete Gaussian) or fast noise, on a rayon pool of libtorch's thread
-//! count (so no row uses more cores than the non-private step), so their ratios show what the
-//! noise source costs on top of the engine. `book_keeping_without_noise` adds none (not a private
-//! step): the engine's own cost, clipping included.
+//! Noise: the DP steps named after an engine add it the way `dp-trainer` does, through
+//! `visit_gradients` (in place on CPU buffers, staged through host memory on a GPU) with
+//! dp-sampler's fast noise, on a rayon pool of libtorch's thread count (so no row uses more
+//! cores than the non-private step). `book_keeping_secure_noise` adds dp-sampler's secure
+//! noise (discrete Gaussian) the same way, and `book_keeping_libtorch_noise` draws it with
+//! libtorch's generator on the gradient tensors (`normal_` into the buffers, then the clipped sum
+//! is added: fast float noise, as other libraries add it), so their ratios show what the noise
+//! source costs. `book_keeping_without_noise` adds none (not a private step): the engine's own
+//! cost, clipping included.
 //!
 //! After the criterion groups, every (model, engine) configuration runs again in fresh
 //! processes of this binary (`DP_RS_ENGINES_CONFIG=<model>/<engine>`). The timing process runs
@@ -141,9 +142,9 @@ const ENGINES: [&str; 10] = [
     "non_private",
     "book_keeping",
     "book_keeping_without_noise",
+    "book_keeping_libtorch_noise",
+    "book_keeping_secure_noise",
     "book_keeping_bf16",
-    "book_keeping_host_secure_noise",
-    "book_keeping_host_fast_noise",
     "ghost",
     "ghost_bf16",
     "materialized",
@@ -156,9 +157,9 @@ enum NoiseSource {
     /// No noise: the clipped sum only, to show the engine's own cost (not a private step).
     Omitted,
     /// libtorch's generator, drawn into the gradient buffers on their device.
-    Tensor,
+    Libtorch,
     /// dp-sampler through `visit_gradients`, as `dp-trainer` adds it.
-    Host(NoiseMode),
+    Sampler(NoiseMode),
 }
 
 impl Workload {
@@ -210,37 +211,33 @@ fn stepper(engine: &str, batch_size: i64) -> BenchResult<Step> {
             dp_step(&mut engine, model, batch, batch_size, noise, &mut rng)
         })
     }
-    let tensor = NoiseSource::Tensor;
+    let fast = NoiseSource::Sampler(NoiseMode::Fast);
     Ok(match engine {
         "non_private" => {
             let mut engine = BookKeeping::new();
             Box::new(move |model, batch| non_private_step(&mut engine, model, batch, batch_size))
         }
-        "book_keeping" => dp(BookKeeping::new(), batch_size, tensor),
+        "book_keeping" => dp(BookKeeping::new(), batch_size, fast),
         "book_keeping_without_noise" => dp(BookKeeping::new(), batch_size, NoiseSource::Omitted),
+        "book_keeping_libtorch_noise" => dp(BookKeeping::new(), batch_size, NoiseSource::Libtorch),
+        "book_keeping_secure_noise" => dp(
+            BookKeeping::new(),
+            batch_size,
+            NoiseSource::Sampler(NoiseMode::Secure),
+        ),
         "book_keeping_bf16" => dp(
             BookKeeping::new().with_precision(Precision::Bf16),
             batch_size,
-            tensor,
+            fast,
         ),
-        "book_keeping_host_secure_noise" => dp(
-            BookKeeping::new(),
-            batch_size,
-            NoiseSource::Host(NoiseMode::Secure),
-        ),
-        "book_keeping_host_fast_noise" => dp(
-            BookKeeping::new(),
-            batch_size,
-            NoiseSource::Host(NoiseMode::Fast),
-        ),
-        "ghost" => dp(Ghost::new(), batch_size, tensor),
+        "ghost" => dp(Ghost::new(), batch_size, fast),
         "ghost_bf16" => dp(
             Ghost::new().with_precision(Precision::Bf16),
             batch_size,
-            tensor,
+            fast,
         ),
-        "materialized" => dp(Materialized::new(), batch_size, tensor),
-        "microbatch" => dp(Microbatch::new(), batch_size, tensor),
+        "materialized" => dp(Materialized::new(), batch_size, fast),
+        "microbatch" => dp(Microbatch::new(), batch_size, fast),
         other => return Err(format!("unknown engine `{other}`").into()),
     })
 }
@@ -308,14 +305,14 @@ where
             engine.zero_grad(model);
             engine.accumulate_scaled(model, &ScaleVector::new(scales)?)?;
         }
-        NoiseSource::Tensor => {
+        NoiseSource::Libtorch => {
             // The noise overwrites the buffers (so no zeroing), then the clipped sum is added.
             for gradient in model.gradients_mut() {
                 let _ = gradient.f_normal_(0.0, std)?;
             }
             engine.accumulate_scaled(model, &ScaleVector::new(scales)?)?;
         }
-        NoiseSource::Host(mode) => {
+        NoiseSource::Sampler(mode) => {
             engine.zero_grad(model);
             engine.accumulate_scaled(model, &ScaleVector::new(scales)?)?;
             let mut noise_result = Ok(());
@@ -626,9 +623,10 @@ fn write_engines_json(measurements: &[Measurement]) -> BenchResult<PathBuf> {
          a DP configuration's steps alternating with non-private steps of the same model and \
          batch in the same process; time_ratio is the median of the ratios of each DP step to \
          the non-private step after it; \
-         memory from a second process (warm-up and 1 step, MALLOC_MMAP_THRESHOLD_=65536); noise: libtorch's \
-         generator on the gradient tensors, except the book_keeping_host_* rows (dp-sampler \
-         through visit_gradients, as dp-trainer, on rayon_threads threads); step_peak_bytes = VmHWM after the steps \
+         memory from a second process (warm-up and 1 step, MALLOC_MMAP_THRESHOLD_=65536); noise: \
+         dp-sampler's fast mode through visit_gradients, as dp-trainer adds it, on rayon_threads \
+         threads, except book_keeping_secure_noise (dp-sampler's secure mode the same way) and \
+         book_keeping_libtorch_noise (libtorch's normal_ on the gradient tensors); step_peak_bytes = VmHWM after the steps \
          minus VmHWM after set-up (host memory; GPU memory is not included); ratios are DP / \
          non-private of the same model; criterion's statistics for the same ids are in \
          benches.json\",",

@@ -141,6 +141,10 @@ impl DpModel {
     }
 
     /// The gradient buffers, one per parameter group.
+    ///
+    /// The engines' `visit_gradients` gives a visit the memory of a contiguous `f32` buffer on
+    /// the CPU itself, not a copy: a visit must not use another handle to that buffer (a
+    /// `shallow_clone` of it) while it runs.
     pub fn gradients(&self) -> &[Tensor] {
         &self.gradients
     }

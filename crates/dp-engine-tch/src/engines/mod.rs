@@ -658,12 +658,16 @@ fn visit_parameters(model: &mut DpModel, visit: &mut dyn FnMut(ParameterView<'_>
     )
 }
 
-/// Stages each gradient buffer alone through host memory: one download, the visit, one upload
-/// (noise needs no values, and skipping them and the change check of [`visit_parameters`] is
-/// most of the staging cost).
+/// Gives `visit` each gradient buffer's values: in place where the buffer is a contiguous
+/// `f32` tensor in host memory (as [`DpModel`] makes them on the CPU), otherwise staged through
+/// host memory (one download, the visit, one upload). Noise needs no more: the change check of
+/// [`visit_parameters`] is for parameters, which a kept graph may have saved.
 fn visit_gradients(model: &mut DpModel, visit: &mut dyn FnMut(usize, &mut [f32])) -> Result<()> {
     with_host_buffers(|[host, ..]| {
         for (group, gradient) in model.gradients_mut().iter_mut().enumerate() {
+            if visit_in_place(gradient, &mut |values| visit(group, values))? {
+                continue;
+            }
             download(gradient, host)?;
             visit(group, host);
             let update = from_host(host, gradient.size(), gradient.device())?;
@@ -671,6 +675,31 @@ fn visit_gradients(model: &mut DpModel, visit: &mut dyn FnMut(usize, &mut [f32])
         }
         Ok(())
     })
+}
+
+/// Calls `visit` on the values of `tensor` in its own memory when it is a contiguous `f32`
+/// tensor on the CPU, and says whether it did. Staging the benchmark MLP's 203,530 gradient
+/// values through host buffers instead (download, upload, copy into the buffer) took 0.4 to
+/// 0.7 ms of a 7 ms step, more than the fast noise it carried.
+#[allow(unsafe_code)]
+fn visit_in_place(tensor: &mut Tensor, visit: &mut dyn FnMut(&mut [f32])) -> Result<bool> {
+    if tensor.device() != Device::Cpu || tensor.f_kind()? != Kind::Float || !tensor.is_contiguous()
+    {
+        return Ok(false);
+    }
+    let numel = tensor.numel();
+    let first = tensor.data_ptr().cast::<f32>();
+    if numel == 0 || first.is_null() || !first.is_aligned() {
+        return Ok(false);
+    }
+    // SAFETY: `tensor` is a contiguous f32 tensor in host memory, so its `numel` values lie
+    // one after another from `data_ptr` (which includes the storage offset), aligned and
+    // initialized, in storage libtorch keeps alive while `tensor` lives; `tensor` is borrowed
+    // mutably for the whole visit, and no libtorch operation runs on it until the slice is
+    // gone, so the slice is the only access to those values while it exists.
+    let values = unsafe { std::slice::from_raw_parts_mut(first, numel) };
+    visit(values);
+    Ok(true)
 }
 
 /// Runs `stage` with the host buffers the calling thread keeps between stagings (so a thread
@@ -1016,9 +1045,9 @@ mod tests {
             seen_outer.push(view.values.to_vec());
             view.gradient.fill(2.0);
             if view.group == 0 {
-                inner_result = visit_gradients(&mut inner, &mut |_, gradient| {
-                    seen_inner.push(gradient.to_vec());
-                    gradient.fill(3.0);
+                inner_result = visit_parameters(&mut inner, &mut |inner_view| {
+                    seen_inner.push(inner_view.gradient.to_vec());
+                    inner_view.gradient.fill(3.0);
                 });
             }
         })?;
@@ -1030,6 +1059,41 @@ mod tests {
         };
         assert!(all_equal(outer.gradients(), 2.0)?);
         assert!(all_equal(inner.gradients(), 3.0)?);
+        Ok(())
+    }
+
+    /// On the CPU a visit of `f32` gradients gets the buffers' own memory; a model in `f64`
+    /// has its gradients staged as `f32` and written back. Either way the writes stay.
+    #[test]
+    fn cpu_gradients_are_visited_in_place_and_others_staged() -> Result<()> {
+        for double in [false, true] {
+            let (mut model, _) = tied_model()?;
+            if double {
+                for gradient in model.gradients_mut() {
+                    *gradient = gradient.f_to_kind(Kind::Double)?;
+                }
+            }
+            let addresses: Vec<usize> = model
+                .gradients()
+                .iter()
+                .map(|gradient| gradient.data_ptr() as usize)
+                .collect();
+            let mut visited = Vec::new();
+            visit_gradients(&mut model, &mut |group, gradient| {
+                visited.push(gradient.as_ptr() as usize == addresses[group]);
+                gradient.fill(group as f32 - 0.25);
+            })?;
+            assert_eq!(visited, vec![!double; addresses.len()]);
+            for (group, gradient) in model.gradients().iter().enumerate() {
+                assert_eq!(
+                    gradient.f_kind()?,
+                    if double { Kind::Double } else { Kind::Float }
+                );
+                let mut values = Vec::new();
+                download(gradient, &mut values)?;
+                assert!(values.iter().all(|&value| value == group as f32 - 0.25));
+            }
+        }
         Ok(())
     }
 
