@@ -241,11 +241,7 @@ impl DpModel {
             expected: "an index below the number of groups",
             actual: vec![group as i64],
         })?;
-        let update = update
-            .f_reshape(gradient.size())?
-            .f_to_kind(gradient.f_kind()?)?;
-        let _ = gradient.f_add_(&update)?;
-        Ok(())
+        crate::layers::add_into(gradient, update)
     }
 }
 

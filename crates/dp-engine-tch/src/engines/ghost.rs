@@ -4,8 +4,8 @@ use dp_engine::{EngineError, PerSampleGradEngine, PerSampleNorms, ScaleVector};
 use tch::{Kind, Tensor};
 
 use super::{
-    DeviceScales, EmptyTape, Keep, LayerTape, RecordedForward, add_sums, defined_or_zeros,
-    device_scales, layer_clipped_sum, norm_matrix, norms_by_layer, phase_one,
+    DeviceScales, EmptyTape, Keep, LayerTape, RecordedForward, add_layer_clipped_sum,
+    buffers_by_layer, defined_or_zeros, device_scales, norm_matrix, norms_by_layer, phase_one,
 };
 use crate::batch::{TensorBatch, to_host_f64};
 use crate::{DpModel, NormCosts, Precision, Result};
@@ -92,26 +92,21 @@ impl Ghost {
     /// The clipped sum from output gradients recomputed through the kept graph, one layer at a
     /// time as the segmented backward pass delivers them.
     fn clipped_sum_by_layer(
-        model: &mut DpModel,
+        model: &DpModel,
         forward: &RecordedForward,
         scales: &DeviceScales,
     ) -> Result<()> {
         let layers = model.layers();
         let layer_scales = scales.per_layer(model);
-        let mut per_layer: Vec<Vec<Option<Tensor>>> = layers
-            .iter()
-            .map(|layer| layer.parameters().iter().map(|_| None).collect())
-            .collect();
+        let mut buffers = buffers_by_layer(model);
         forward.backward_by_layer(model, |position, captures| {
-            per_layer[position] = layer_clipped_sum(
+            add_layer_clipped_sum(
                 layers[position],
                 &LayerTape::Captures(captures),
                 layer_scales[position],
-            )?;
-            Ok(())
-        })?;
-        let sums: Vec<Option<Tensor>> = per_layer.into_iter().flatten().collect();
-        add_sums(model, &sums)
+                &mut buffers[position],
+            )
+        })
     }
 }
 

@@ -443,54 +443,58 @@ enum LayerTape {
 
 /// Adds the clipped sum of every layer to the gradient buffers from its tape; an unused layer
 /// adds nothing.
-fn clipped_sum(model: &mut DpModel, tapes: &[LayerTape], scales: &DeviceScales) -> Result<()> {
-    let mut sums = Vec::with_capacity(model.parameters().len());
-    for ((layer, tape), layer_scales) in model
+fn clipped_sum(model: &DpModel, tapes: &[LayerTape], scales: &DeviceScales) -> Result<()> {
+    let mut buffers = buffers_by_layer(model);
+    for (((layer, tape), layer_scales), layer_buffers) in model
         .layers()
         .into_iter()
         .zip(tapes)
         .zip(scales.per_layer(model))
+        .zip(&mut buffers)
     {
-        sums.extend(layer_clipped_sum(layer, tape, layer_scales)?);
-    }
-    add_sums(model, &sums)
-}
-
-/// Adds every group's clipped sum, where there is one, to its gradient buffer.
-fn add_sums(model: &mut DpModel, sums: &[Option<Tensor>]) -> Result<()> {
-    for (group, sum) in sums.iter().enumerate() {
-        if let Some(sum) = sum {
-            model.add_to_gradient(group, sum)?;
-        }
+        add_layer_clipped_sum(layer, tape, layer_scales, layer_buffers)?;
     }
     Ok(())
 }
 
-/// The clipped sum of each of `layer`'s parameters from its tape and its groups' scales; none
-/// for an unused layer.
-fn layer_clipped_sum(
+/// Handles to the model's gradient buffers, which the layers add into in place: one list per
+/// layer of [`DpModel::layers`], one buffer per parameter.
+fn buffers_by_layer(model: &DpModel) -> Vec<Vec<Tensor>> {
+    let mut gradients = model.gradients().iter();
+    model
+        .layers()
+        .iter()
+        .map(|layer| {
+            gradients
+                .by_ref()
+                .take(layer.parameters().len())
+                .map(Tensor::shallow_clone)
+                .collect()
+        })
+        .collect()
+}
+
+/// Adds the clipped sum of each of `layer`'s parameters, from its tape and its groups' scales,
+/// to the parameter's buffer in `buffers`; nothing for an unused layer.
+fn add_layer_clipped_sum(
     layer: &dyn DpLayer,
     tape: &LayerTape,
     scales: &[Tensor],
-) -> Result<Vec<Option<Tensor>>> {
-    Ok(match tape {
-        LayerTape::Captures(captures) if captures.is_empty() => {
-            layer.parameters().iter().map(|_| None).collect()
+    buffers: &mut [Tensor],
+) -> Result<()> {
+    match tape {
+        LayerTape::Captures(captures) if captures.is_empty() => Ok(()),
+        LayerTape::Captures(captures) => {
+            layer.add_weighted_gradients(&widened(layer, captures)?, scales, buffers)
         }
-        LayerTape::Captures(captures) => layer
-            .weighted_gradients(&widened(layer, captures)?, scales)?
-            .into_iter()
-            .map(Some)
-            .collect(),
-        LayerTape::PerSample(per_sample) => per_sample
-            .iter()
-            .zip(layer.parameters())
-            .zip(scales)
-            .map(|((gradients, parameter), group_scales)| {
-                crate::layers::weighted_sum(gradients, group_scales, &parameter.tensor).map(Some)
-            })
-            .collect::<Result<_>>()?,
-    })
+        LayerTape::PerSample(per_sample) => {
+            for ((gradients, buffer), group_scales) in per_sample.iter().zip(buffers).zip(scales) {
+                let sum = crate::layers::weighted_sum(gradients, group_scales, buffer)?;
+                crate::layers::add_into(buffer, &sum)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Per-sample gradients `[batch, numel]` kept between the phases (microbatch and materialized).

@@ -8,8 +8,9 @@ use tch::{Kind, Tensor, nn};
 
 use super::linear::positive;
 use super::{
-    Capture, DpLayer, DpModule, ForwardContext, LayerId, NamedParameter, NormCosts, concatenate,
-    leading_dimension, row_norms_squared, scale_examples, scale_of, weighted_sum,
+    Capture, DpLayer, DpModule, ForwardContext, LayerId, NamedParameter, NormCosts, add_into,
+    buffer_of, concatenate, leading_dimension, row_norms_squared, scale_examples, scale_of,
+    weighted_sum,
 };
 use crate::{Result, TchEngineError};
 
@@ -403,36 +404,28 @@ impl DpLayer for Conv {
     /// The weight part as the weight gradient of each use's convolution for the scaled output
     /// gradients (one convolution with them as kernels, no forward pass recomputed); the bias
     /// part as `sᵀ (sum over positions of G)`.
-    fn weighted_gradients(&self, captures: &[Capture], scales: &[Tensor]) -> Result<Vec<Tensor>> {
+    fn add_weighted_gradients(
+        &self,
+        captures: &[Capture],
+        scales: &[Tensor],
+        gradients: &mut [Tensor],
+    ) -> Result<()> {
         let weight_scales = scale_of(scales, 0)?;
-        let mut weight: Option<Tensor> = None;
-        let mut bias: Option<Tensor> = None;
         for capture in captures {
             let scaled = scale_examples(&capture.output_gradient, weight_scales)?;
             let contribution = self.weight_gradient(&capture.input, &scaled)?;
-            weight = Some(match weight {
-                Some(sum) => sum.f_add(&contribution)?,
-                None => contribution,
-            });
-            if let Some(parameter) = &self.bias {
+            add_into(buffer_of(gradients, 0)?, &contribution)?;
+            if self.bias.is_some() {
                 let per_example = capture
                     .output_gradient
                     .f_flatten(2, -1)?
                     .f_sum_dim_intlist(2, false, None::<Kind>)?;
-                let contribution =
-                    weighted_sum(&per_example, scale_of(scales, 1)?, &parameter.tensor)?;
-                bias = Some(match bias {
-                    Some(sum) => sum.f_add(&contribution)?,
-                    None => contribution,
-                });
+                let bias = buffer_of(gradients, 1)?;
+                let contribution = weighted_sum(&per_example, scale_of(scales, 1)?, bias)?;
+                add_into(bias, &contribution)?;
             }
         }
-        let weight = weight.ok_or(TchEngineError::Shape {
-            what: "captures",
-            expected: "at least one use of the layer",
-            actual: Vec::new(),
-        })?;
-        Ok(std::iter::once(weight).chain(bias).collect())
+        Ok(())
     }
 }
 

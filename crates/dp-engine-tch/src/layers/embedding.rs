@@ -5,7 +5,7 @@ use tch::{Kind, Tensor, nn};
 use super::linear::positive;
 use super::{
     Capture, DpLayer, DpModule, ForwardContext, LayerId, NamedParameter, NormCosts,
-    accumulation_kind, scale_examples, scale_of, sequence_view,
+    accumulation_kind, buffer_of, scale_examples, scale_of, sequence_view,
 };
 use crate::Result;
 
@@ -124,17 +124,19 @@ impl DpLayer for Embedding {
         }
     }
 
-    fn weighted_gradients(&self, captures: &[Capture], scales: &[Tensor]) -> Result<Vec<Tensor>> {
-        let (indices, gradients) = self.sequences(captures)?;
-        let scaled = scale_examples(&gradients, scale_of(scales, 0)?)?;
-        let table = Tensor::f_zeros(
-            [self.num_embeddings, self.dim],
-            (gradients.f_kind()?, gradients.device()),
-        )?;
-        Ok(vec![table.f_index_add(
-            0,
-            &indices.f_reshape([-1])?,
-            &scaled.f_reshape([-1, self.dim])?,
-        )?])
+    fn add_weighted_gradients(
+        &self,
+        captures: &[Capture],
+        scales: &[Tensor],
+        gradients: &mut [Tensor],
+    ) -> Result<()> {
+        let (indices, output_gradients) = self.sequences(captures)?;
+        let scaled = scale_examples(&output_gradients, scale_of(scales, 0)?)?;
+        let table = buffer_of(gradients, 0)?;
+        let rows = scaled
+            .f_reshape([-1, self.dim])?
+            .f_to_kind(table.f_kind()?)?;
+        let _ = table.f_index_add_(0, &indices.f_reshape([-1])?, &rows)?;
+        Ok(())
     }
 }

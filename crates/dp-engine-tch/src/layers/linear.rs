@@ -3,9 +3,9 @@
 use tch::{Tensor, nn};
 
 use super::{
-    Capture, DpLayer, DpModule, ForwardContext, LayerId, NamedParameter, NormCosts,
-    ghost_outer_norm_squared, row_norms_squared, scale_examples, scale_of, sequence_view,
-    weighted_sum,
+    Capture, DpLayer, DpModule, ForwardContext, LayerId, NamedParameter, NormCosts, add_into,
+    buffer_of, ghost_outer_norm_squared, row_norms_squared, scale_examples, scale_of,
+    sequence_view, weighted_sum,
 };
 use crate::{Result, TchEngineError};
 
@@ -198,7 +198,8 @@ impl DpLayer for Linear {
     }
 
     /// `(s ⊙ G)ᵀ A` for the weight, with the scales applied to whichever of `G` and `A` is
-    /// smaller (the same product, fewer elements touched); `sᵀ (sum_t G_t)` for the bias.
+    /// smaller (the same product, fewer elements touched), multiplied into the buffer
+    /// (`addmm_`: no product tensor to allocate and add); `sᵀ (sum_t G_t)` for the bias.
     /// Several uses become one capture `[batch, T, in]`, `[batch, T, out]` (the sequence view
     /// every formula of the layer reads).
     fn merge_uses(&self, captures: Vec<Capture>) -> Result<Vec<Capture>> {
@@ -212,30 +213,42 @@ impl DpLayer for Linear {
         }])
     }
 
-    fn weighted_gradients(&self, captures: &[Capture], scales: &[Tensor]) -> Result<Vec<Tensor>> {
-        let (inputs, gradients) = self.sequences(captures)?;
+    fn add_weighted_gradients(
+        &self,
+        captures: &[Capture],
+        scales: &[Tensor],
+        gradients: &mut [Tensor],
+    ) -> Result<()> {
+        let (inputs, output_gradients) = self.sequences(captures)?;
         let weight_scales = scale_of(scales, 0)?;
-        let (scaled_inputs, scaled_gradients) = if inputs.numel() <= gradients.numel() {
+        let (scaled_inputs, scaled_gradients) = if inputs.numel() <= output_gradients.numel() {
             (
                 scale_examples(&inputs, weight_scales)?,
-                gradients.shallow_clone(),
+                output_gradients.shallow_clone(),
             )
         } else {
-            (inputs, scale_examples(&gradients, weight_scales)?)
+            (inputs, scale_examples(&output_gradients, weight_scales)?)
         };
-        let weight = scaled_gradients
+        let left = scaled_gradients
             .f_reshape([-1, self.out_features])?
-            .f_tr()?
-            .f_mm(&scaled_inputs.f_reshape([-1, self.in_features])?)?;
-        let mut result = vec![weight];
-        if let Some(bias) = &self.bias {
-            result.push(weighted_sum(
-                &Self::bias_gradients(&gradients)?,
-                scale_of(scales, 1)?,
-                &bias.tensor,
-            )?);
+            .f_tr()?;
+        let right = scaled_inputs.f_reshape([-1, self.in_features])?;
+        let weight = buffer_of(gradients, 0)?;
+        if weight.f_kind()? == right.f_kind()? {
+            let _ = weight.f_addmm_(&left, &right)?;
+        } else {
+            add_into(weight, &left.f_mm(&right)?)?;
         }
-        Ok(result)
+        if self.bias.is_some() {
+            let bias = buffer_of(gradients, 1)?;
+            let sum = weighted_sum(
+                &Self::bias_gradients(&output_gradients)?,
+                scale_of(scales, 1)?,
+                bias,
+            )?;
+            add_into(bias, &sum)?;
+        }
+        Ok(())
     }
 }
 

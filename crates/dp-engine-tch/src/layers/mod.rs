@@ -314,8 +314,9 @@ pub trait DpModule: std::fmt::Debug {
 
 /// A parameterized layer with per-sample gradient formulas.
 ///
-/// Every method takes the captures of all uses of the layer in one forward pass and returns one
-/// entry per parameter, in the order of [`parameters`](Self::parameters).
+/// Every method takes the captures of all uses of the layer in one forward pass and returns (or,
+/// for [`add_weighted_gradients`](Self::add_weighted_gradients), adds to) one entry per
+/// parameter, in the order of [`parameters`](Self::parameters).
 pub trait DpLayer: std::fmt::Debug {
     /// The layer's identity (shared by clones).
     fn id(&self) -> LayerId;
@@ -356,23 +357,26 @@ pub trait DpLayer: std::fmt::Debug {
         Ok(captures)
     }
 
-    /// The weighted sums of per-sample gradients, sum_i `scales[k][i]` g_ik for every parameter
-    /// k, each in the parameter's shape (`scales` holds one `[batch]` tensor per parameter). The
-    /// default materializes the per-sample gradients.
+    /// Adds the weighted sum of per-sample gradients, sum_i `scales[k][i]` g_ik, to
+    /// `gradients[k]`, the buffer of parameter k (in its shape and kind), for every parameter k
+    /// (`scales` holds one `[batch]` tensor per parameter). The default materializes the
+    /// per-sample gradients.
     ///
     /// # Errors
     ///
     /// When the captures do not fit the layer or libtorch fails.
-    fn weighted_gradients(&self, captures: &[Capture], scales: &[Tensor]) -> Result<Vec<Tensor>> {
+    fn add_weighted_gradients(
+        &self,
+        captures: &[Capture],
+        scales: &[Tensor],
+        gradients: &mut [Tensor],
+    ) -> Result<()> {
         let per_sample = self.per_sample_gradients(captures)?;
-        self.parameters()
-            .iter()
-            .zip(per_sample)
-            .zip(scales)
-            .map(|((parameter, gradients), scales)| {
-                weighted_sum(&gradients, scales, &parameter.tensor)
-            })
-            .collect()
+        for ((gradient, per_sample), scales) in gradients.iter_mut().zip(per_sample).zip(scales) {
+            let sum = weighted_sum(&per_sample, scales, gradient)?;
+            add_into(gradient, &sum)?;
+        }
+        Ok(())
     }
 }
 
@@ -384,6 +388,27 @@ pub(crate) fn weighted_sum(per_sample: &Tensor, scales: &Tensor, like: &Tensor) 
         .f_matmul(per_sample)?
         .f_reshape(like.size())?
         .f_to_kind(like.f_kind()?)?)
+}
+
+/// Adds `update` (any shape with as many elements) to `buffer`, in the buffer's shape and kind.
+pub(crate) fn add_into(buffer: &mut Tensor, update: &Tensor) -> Result<()> {
+    let update = update
+        .f_reshape(buffer.size())?
+        .f_to_kind(buffer.f_kind()?)?;
+    let _ = buffer.f_add_(&update)?;
+    Ok(())
+}
+
+/// Buffer `index` of a layer's gradient buffers, or a shape error.
+pub(crate) fn buffer_of(gradients: &mut [Tensor], index: usize) -> Result<&mut Tensor> {
+    let count = gradients.len() as i64;
+    gradients
+        .get_mut(index)
+        .ok_or(crate::TchEngineError::Shape {
+            what: "gradient buffers",
+            expected: "one per parameter of the layer",
+            actual: vec![count],
+        })
 }
 
 /// Squared L2 norm of every row of `[batch, ...]`, accumulated in f32 at least (one reduction,
