@@ -28,7 +28,13 @@
 //! one warm-up step, then timed steps (at least 3, more within a 5 s budget, at most 50) and
 //! reports their median; a DP configuration's process alternates each DP step with a
 //! non-private step of the same model and batch and reports the median of the pairs' ratios,
-//! the figure the table's `time_ratio` gives. The memory process runs the warm-up and one step
+//! the figure the table's `time_ratio` gives. The timing process runs with glibc told to keep
+//! freed memory (`MALLOC_TRIM_THRESHOLD_` 4 GiB, `MALLOC_TOP_PAD_` 1 GiB) unless
+//! `DP_RS_ENGINES_GLIBC_DEFAULTS` is set: by default glibc hands freed heap back to the system
+//! and faults it in again, at moments that differ from run to run, so that one configuration
+//! read two ratios (the CNN's Ghost step 1.5x or 2.0x; the MLP's book-keeping step 1.33x with
+//! 225,000 page faults in 600 step pairs or 1.25x with 59,000, against 1.18x with 18,000, the
+//! set-up's, when memory is kept). The memory process runs the warm-up and one step
 //! with glibc's `MALLOC_MMAP_THRESHOLD_` at 64 KiB, so freed tensors leave the resident set at once, and
 //! reports its resident-set high-water mark (`VmHWM` of `/proc/self/status`) before and after
 //! the steps. Their difference is the step's peak host memory above the set-up (model, batch,
@@ -71,6 +77,15 @@ const TIMING_BUDGET: Duration = Duration::from_secs(5);
 const MEMORY_VARIABLE: &str = "DP_RS_ENGINES_MEMORY";
 /// The environment variable that makes this binary measure one configuration and exit.
 const CONFIG_VARIABLE: &str = "DP_RS_ENGINES_CONFIG";
+/// Set: the timing processes run with glibc's default allocator settings rather than
+/// [`KEEP_FREED_MEMORY`].
+const GLIBC_DEFAULTS_VARIABLE: &str = "DP_RS_ENGINES_GLIBC_DEFAULTS";
+/// glibc settings of the timing processes: freed memory stays with the process (no trimming
+/// of the heap, 1 GiB of padding when it grows), so steps do not fault pages back in.
+const KEEP_FREED_MEMORY: [(&str, &str); 2] = [
+    ("MALLOC_TRIM_THRESHOLD_", "4294967296"),
+    ("MALLOC_TOP_PAD_", "1073741824"),
+];
 
 type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -538,6 +553,8 @@ fn run_child(executable: &std::path::Path, config: &str, memory: bool) -> BenchR
         command
             .env(MEMORY_VARIABLE, "1")
             .env("MALLOC_MMAP_THRESHOLD_", "65536");
+    } else if std::env::var_os(GLIBC_DEFAULTS_VARIABLE).is_none() {
+        command.envs(KEEP_FREED_MEMORY);
     }
     let output = command.output()?;
     if !output.status.success() {
@@ -615,6 +632,16 @@ fn write_engines_json(measurements: &[Measurement]) -> BenchResult<PathBuf> {
         rayon::current_num_threads()
     )?;
     writeln!(json, "  \"cores\": {cores},")?;
+    let allocator = if std::env::var_os(GLIBC_DEFAULTS_VARIABLE).is_some() {
+        "glibc defaults".to_owned()
+    } else {
+        KEEP_FREED_MEMORY
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    writeln!(json, "  \"timing_allocator\": \"{allocator}\",")?;
     writeln!(json, "  \"load_average_1min_at_end\": \"{load}\",")?;
     writeln!(
         json,
