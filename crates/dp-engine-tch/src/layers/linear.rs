@@ -132,8 +132,11 @@ impl Linear {
     }
 
     /// Per-sample bias gradients `[batch, out]`: the output gradients `[batch, T, out]` summed
-    /// over the positions.
+    /// over the positions (a view of them for one position).
     fn bias_gradients(gradients: &Tensor) -> Result<Tensor> {
+        if gradients.size().get(1) == Some(&1) {
+            return Ok(gradients.f_squeeze_dim(1)?);
+        }
         Ok(gradients.f_sum_dim_intlist(1, false, None::<tch::Kind>)?)
     }
 }
