@@ -684,7 +684,7 @@ fn visit_gradients(model: &mut DpModel, visit: &mut dyn FnMut(usize, &mut [f32])
 /// Calls `visit` on the values of `tensor` in its own memory when it is a contiguous `f32`
 /// tensor on the CPU, and says whether it did. Staging the benchmark MLP's 203,530 gradient
 /// values through host buffers instead (download, upload, copy into the buffer) took 0.4 to
-/// 0.7 ms of a 7 ms step, more than the fast noise it carried.
+/// 0.7 ms of a 5 to 7 ms step, as much as the fast noise it carried.
 #[allow(unsafe_code)]
 fn visit_in_place(tensor: &mut Tensor, visit: &mut dyn FnMut(&mut [f32])) -> Result<bool> {
     if tensor.device() != Device::Cpu || tensor.f_kind()? != Kind::Float || !tensor.is_contiguous()
@@ -700,7 +700,9 @@ fn visit_in_place(tensor: &mut Tensor, visit: &mut dyn FnMut(&mut [f32])) -> Res
     // one after another from `data_ptr` (which includes the storage offset), aligned and
     // initialized, in storage libtorch keeps alive while `tensor` lives; `tensor` is borrowed
     // mutably for the whole visit, and no libtorch operation runs on it until the slice is
-    // gone, so the slice is the only access to those values while it exists.
+    // gone, so the slice is the only access to those values while it exists (a visit that
+    // used another handle to the same buffer would break this, which `DpModel::gradients`
+    // forbids).
     let values = unsafe { std::slice::from_raw_parts_mut(first, numel) };
     visit(values);
     Ok(true)
