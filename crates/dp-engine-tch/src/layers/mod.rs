@@ -565,6 +565,43 @@ mod tests {
         Ok(())
     }
 
+    /// A Linear layer adds its clipped sum into buffers of its own kind by `addmm_` and into
+    /// buffers of another kind by a product converted and added; both give the weighted sum of
+    /// its materialized per-sample gradients (the trait's default).
+    #[test]
+    fn linear_clipped_sums_add_into_buffers_of_any_kind() -> Result<()> {
+        tch::manual_seed(6);
+        let store = tch::nn::VarStore::new(Device::Cpu);
+        let layer = crate::linear(&store.root(), 3, 2, crate::LinearConfig::default())?;
+        let options = (Kind::Float, Device::Cpu);
+        let captures = [Capture {
+            input: Tensor::f_randn([4, 5, 3], options)?,
+            output_gradient: Tensor::f_randn([4, 5, 2], options)?,
+        }];
+        let scales = [
+            Tensor::from_slice(&[1.0_f32, 0.5, 0.0, 2.0]),
+            Tensor::from_slice(&[0.25_f32, 1.0, 3.0, 0.0]),
+        ];
+        let per_sample = layer.per_sample_gradients(&captures)?;
+        for kind in [Kind::Float, Kind::Double] {
+            let mut buffers = [
+                Tensor::f_ones([2, 3], (kind, Device::Cpu))?,
+                Tensor::f_ones([2], (kind, Device::Cpu))?,
+            ];
+            layer.add_weighted_gradients(&captures, &scales, &mut buffers)?;
+            for ((buffer, gradients), group_scales) in buffers.iter().zip(&per_sample).zip(&scales)
+            {
+                assert_eq!(buffer.f_kind()?, kind);
+                let expected = weighted_sum(gradients, group_scales, buffer)?.f_add_scalar(1.0)?;
+                assert!(
+                    max_relative_error(buffer, &expected) < TOLERANCE,
+                    "{kind:?}"
+                );
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn one_position_ghost_norm_is_the_product_of_the_row_norms() -> Result<()> {
         tch::manual_seed(4);
