@@ -572,7 +572,7 @@ mod tests {
     fn linear_clipped_sums_add_into_buffers_of_any_kind() -> Result<()> {
         tch::manual_seed(6);
         let store = tch::nn::VarStore::new(Device::Cpu);
-        let layer = crate::linear(&store.root(), 3, 2, crate::LinearConfig::default())?;
+        let layer = linear(&store.root(), 3, 2, LinearConfig::default())?;
         let options = (Kind::Float, Device::Cpu);
         let captures = [Capture {
             input: Tensor::f_randn([4, 5, 3], options)?,
