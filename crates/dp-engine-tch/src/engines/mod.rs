@@ -378,15 +378,9 @@ struct DeviceScales {
 impl DeviceScales {
     /// The columns of every layer of [`DpModel::layers`], one per parameter, in order.
     fn per_layer<'a>(&'a self, model: &DpModel) -> Vec<&'a [Tensor]> {
-        let mut offset = 0;
-        model
-            .layers()
-            .iter()
-            .map(|layer| {
-                let groups = layer.parameters().len();
-                offset += groups;
-                &self.columns[offset - groups..offset]
-            })
+        layer_groups(model)
+            .into_iter()
+            .map(|groups| &self.columns[groups])
             .collect()
     }
 }
@@ -460,16 +454,28 @@ fn clipped_sum(model: &DpModel, tapes: &[LayerTape], scales: &DeviceScales) -> R
 /// Handles to the model's gradient buffers, which the layers add into in place: one list per
 /// layer of [`DpModel::layers`], one buffer per parameter.
 fn buffers_by_layer(model: &DpModel) -> Vec<Vec<Tensor>> {
-    let mut gradients = model.gradients().iter();
+    layer_groups(model)
+        .into_iter()
+        .map(|groups| {
+            model.gradients()[groups]
+                .iter()
+                .map(Tensor::shallow_clone)
+                .collect()
+        })
+        .collect()
+}
+
+/// The parameter groups of every layer of [`DpModel::layers`], as a range of group indices
+/// (the layers' parameters are the groups, in order).
+fn layer_groups(model: &DpModel) -> Vec<std::ops::Range<usize>> {
+    let mut end = 0;
     model
         .layers()
         .iter()
         .map(|layer| {
-            gradients
-                .by_ref()
-                .take(layer.parameters().len())
-                .map(Tensor::shallow_clone)
-                .collect()
+            let start = end;
+            end += layer.parameters().len();
+            start..end
         })
         .collect()
 }
