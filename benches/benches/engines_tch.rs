@@ -32,9 +32,11 @@
 //! freed memory (`MALLOC_TRIM_THRESHOLD_` 4 GiB, `MALLOC_TOP_PAD_` 1 GiB) unless
 //! `DP_RS_ENGINES_GLIBC_DEFAULTS` is set: by default glibc hands freed heap back to the system
 //! and faults it in again, at moments that differ from run to run, so that one configuration
-//! read two ratios (the CNN's Ghost step 1.5x or 2.0x; the MLP's book-keeping step 1.33x with
-//! 225,000 page faults in 600 step pairs or 1.25x with 59,000, against 1.18x with 18,000, the
-//! set-up's, when memory is kept). The memory process runs the warm-up and one step
+//! read two ratios (the CNN's Ghost step 1.5x or 2.0x; in a probe of 600 step pairs, the MLP's
+//! book-keeping step without noise 1.33x with 225,000 page faults or 1.25x with 59,000, against
+//! 1.17x-1.19x with 18,000, the set-up's, when memory is kept). The criterion groups run in
+//! this process, with whatever settings it was started with. The memory process runs the
+//! warm-up and one step
 //! with glibc's `MALLOC_MMAP_THRESHOLD_` at 64 KiB, so freed tensors leave the resident set at once, and
 //! reports its resident-set high-water mark (`VmHWM` of `/proc/self/status`) before and after
 //! the steps. Their difference is the step's peak host memory above the set-up (model, batch,
@@ -708,8 +710,8 @@ fn main() -> BenchResult {
     if std::env::var_os("OMP_NUM_THREADS").is_none() {
         tch::set_num_threads(1);
     }
-    // dp-sampler's noise runs on rayon's pool: give it libtorch's thread count, so that a host
-    // noise row uses no more cores than the non-private step it is compared with.
+    // dp-sampler's noise runs on rayon's pool: give it libtorch's thread count, so that no DP
+    // step uses more cores than the non-private step it is compared with.
     let libtorch_threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
     rayon::ThreadPoolBuilder::new()
         .num_threads(libtorch_threads)
